@@ -1,0 +1,398 @@
+use crate::prom::{escape_label_value, EncodeLabels};
+use crate::{Counter, Direction, Encoder, Family, Histogram};
+use http::uri::Authority;
+use http_body::{Body, Frame, SizeHint};
+use pin_project::{pin_project, pinned_drop};
+use std::fmt::Write;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::time::{Duration, Instant};
+
+/// What the HTTP metrics know of a connection's target.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpTarget {
+    /// Inbound or outbound.
+    pub direction: Direction,
+    /// The address the traffic is headed for.
+    pub target_addr: SocketAddr,
+    /// The TLS status (`disabled` until mTLS exists).
+    pub tls: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RequestLabels {
+    target: HttpTarget,
+    authority: Option<Authority>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ResponseLabels {
+    request: RequestLabels,
+    status: u16,
+    success: bool,
+}
+
+#[derive(Debug, Default)]
+struct ResponseStats {
+    total: Counter,
+    latency: Histogram,
+}
+
+/// HTTP request metrics, shared by every connection of a proxy.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    requests: Arc<Family<RequestLabels, Counter>>,
+    responses: Arc<Family<ResponseLabels, ResponseStats>>,
+}
+
+impl HttpMetrics {
+    /// A layer recording into these metrics for one target.
+    pub fn layer(&self, target: HttpTarget) -> HttpMetricsLayer {
+        HttpMetricsLayer {
+            metrics: self.clone(),
+            target,
+        }
+    }
+
+    /// Writes the HTTP families.
+    pub fn encode(&self, enc: &mut Encoder) {
+        enc.counters(
+            "request_total",
+            "Total count of HTTP requests.",
+            &self.requests,
+            |c| c,
+        );
+        enc.counters(
+            "response_total",
+            "Total count of HTTP responses.",
+            &self.responses,
+            |s| &s.total,
+        );
+        enc.histograms(
+            "response_latency_ms",
+            "Elapsed times between a request's headers being received and its response's headers being sent, in milliseconds.",
+            &self.responses,
+            |s| &s.latency,
+        );
+    }
+}
+
+impl EncodeLabels for RequestLabels {
+    fn encode_labels(&self, out: &mut String) {
+        let _ = write!(out, "direction=\"{}\",authority=\"", self.target.direction);
+        if let Some(a) = &self.authority {
+            escape_label_value(a.as_str(), out);
+        }
+        let _ = write!(out, "\",target_addr=\"{}\",tls=\"", self.target.target_addr);
+        escape_label_value(self.target.tls, out);
+        out.push('"');
+    }
+}
+
+impl EncodeLabels for ResponseLabels {
+    fn encode_labels(&self, out: &mut String) {
+        self.request.encode_labels(out);
+        let class = if self.success { "success" } else { "failure" };
+        let _ = write!(
+            out,
+            ",status_code=\"{}\",classification=\"{class}\"",
+            self.status
+        );
+    }
+}
+
+/// Records [`HttpMetrics`] for the requests through a service.
+#[derive(Clone, Debug)]
+pub struct HttpMetricsLayer {
+    metrics: HttpMetrics,
+    target: HttpTarget,
+}
+
+impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+            target: self.target.clone(),
+        }
+    }
+}
+
+/// A service that records HTTP metrics; see [`HttpMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct HttpMetricsService<S> {
+    inner: S,
+    metrics: HttpMetrics,
+    target: HttpTarget,
+}
+
+impl<S> HttpMetricsService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The request's authority: from the URI (HTTP/2, absolute-form) or the `Host` header.
+fn authority_of<B>(req: &http::Request<B>) -> Option<Authority> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.clone());
+    }
+    let host = req.headers().get(http::header::HOST)?;
+    Authority::try_from(host.as_bytes()).ok()
+}
+
+impl<S, B, RB> tower_service::Service<http::Request<B>> for HttpMetricsService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>,
+{
+    type Response = http::Response<ResponseBody<RB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let labels = RequestLabels {
+            target: self.target.clone(),
+            authority: authority_of(&req),
+        };
+        self.metrics.requests.get_or_create(&labels).incr();
+        ResponseFuture {
+            inner: self.inner.call(req),
+            state: Some((self.metrics.clone(), labels, Instant::now())),
+        }
+    }
+}
+
+/// The response future of [`HttpMetricsService`].
+#[pin_project]
+#[derive(Debug)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: F,
+    state: Option<(HttpMetrics, RequestLabels, Instant)>,
+}
+
+impl<F, RB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+{
+    type Output = Result<http::Response<ResponseBody<RB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let rsp = ready!(this.inner.poll(cx))?;
+        let pending = this.state.take().map(|(metrics, request, start)| {
+            let grpc_failed = grpc_failed(rsp.headers());
+            Pending {
+                metrics,
+                request,
+                status: rsp.status().as_u16(),
+                latency: start.elapsed(),
+                failed: rsp.status().is_server_error() || grpc_failed == Some(true),
+            }
+        });
+        Poll::Ready(Ok(rsp.map(|inner| ResponseBody { inner, pending })))
+    }
+}
+
+/// `Some(true)` when the headers or trailers carry a non-zero `grpc-status`.
+fn grpc_failed(headers: &http::HeaderMap) -> Option<bool> {
+    headers
+        .get("grpc-status")
+        .map(|v| v.as_bytes().trim_ascii() != b"0")
+}
+
+#[derive(Debug)]
+struct Pending {
+    metrics: HttpMetrics,
+    request: RequestLabels,
+    status: u16,
+    latency: Duration,
+    failed: bool,
+}
+
+impl Pending {
+    fn record(self, failed: bool) {
+        let labels = ResponseLabels {
+            request: self.request,
+            status: self.status,
+            success: !(self.failed || failed),
+        };
+        let stats = self.metrics.responses.get_or_create(&labels);
+        stats.total.incr();
+        stats.latency.record(self.latency);
+    }
+}
+
+/// A response body that records the response when its stream ends.
+#[pin_project(PinnedDrop)]
+#[derive(Debug)]
+pub struct ResponseBody<B> {
+    #[pin]
+    inner: B,
+    pending: Option<Pending>,
+}
+
+impl<B: Body> Body for ResponseBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let failed = match &frame {
+            None => Some(false),
+            Some(Err(_)) => Some(true),
+            Some(Ok(f)) => match f.trailers_ref() {
+                Some(trailers) => Some(grpc_failed(trailers) == Some(true)),
+                None if this.inner.is_end_stream() => Some(false),
+                None => None,
+            },
+        };
+        if let Some(failed) = failed {
+            if let Some(p) = this.pending.take() {
+                p.record(failed);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[pinned_drop]
+impl<B> PinnedDrop for ResponseBody<B> {
+    fn drop(self: Pin<&mut Self>) {
+        // A body dropped before its end (the client went away, or the server never read an
+        // empty body) is classified by what its headers said.
+        if let Some(p) = self.project().pending.take() {
+            p.record(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use tower_layer::Layer;
+    use tower_service::Service;
+    use tower_test::mock;
+
+    fn target() -> HttpTarget {
+        HttpTarget {
+            direction: Direction::Outbound,
+            target_addr: "127.0.0.1:8080".parse().unwrap(),
+            tls: "disabled",
+        }
+    }
+
+    fn text(m: &HttpMetrics) -> String {
+        let mut enc = Encoder::default();
+        m.encode(&mut enc);
+        enc.finish()
+    }
+
+    const L: &str = r#"direction="outbound",authority="books:80",target_addr="127.0.0.1:8080",tls="disabled""#;
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_requests_responses_and_latency() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) = mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        handle.allow(2);
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "books:80")
+            .body(())
+            .unwrap();
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let fut = svc.call(req);
+        let (_, send) = handle.next_request().await.unwrap();
+        tokio::time::advance(Duration::from_millis(3)).await;
+        send.send_response(http::Response::new(Full::from("ok")));
+        let rsp = fut.await.unwrap();
+        rsp.into_body().collect().await.unwrap();
+
+        let t = text(&metrics);
+        assert!(t.contains(&format!("request_total{{{L}}} 1\n")), "{t}");
+        let rl = format!(r#"{L},status_code="200",classification="success""#);
+        assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
+        assert!(t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"3\"}} 1\n")), "{t}");
+        assert!(t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"2\"}} 0\n")), "{t}");
+    }
+
+    #[tokio::test]
+    async fn server_errors_and_grpc_trailers_are_failures() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) = mock::pair::<http::Request<()>, http::Response<_>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        handle.allow(2);
+        for (status, frames) in [
+            (503, vec![]),
+            (200, {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "14".parse().unwrap());
+                vec![Frame::data("x".into()), Frame::trailers(trailers)]
+            }),
+        ] {
+            let req = http::Request::builder()
+                .uri("http://books:80/")
+                .body(())
+                .unwrap();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            let fut = svc.call(req);
+            let (_, send) = handle.next_request().await.unwrap();
+            let body = Frames(frames.into());
+            send.send_response(
+                http::Response::builder()
+                    .status(status)
+                    .body(body)
+                    .unwrap(),
+            );
+            fut.await.unwrap().into_body().collect().await.unwrap();
+        }
+        let t = text(&metrics);
+        for status in ["503", "200"] {
+            let rl = format!(r#"{L},status_code="{status}",classification="failure""#);
+            assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
+        }
+        assert!(!t.contains("success"), "{t}");
+    }
+
+    /// A body that yields the frames it was given.
+    struct Frames(std::collections::VecDeque<Frame<bytes::Bytes>>);
+
+    impl Body for Frames {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(Ok))
+        }
+    }
+}
