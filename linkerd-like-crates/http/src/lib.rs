@@ -1,0 +1,27 @@
+//! HTTP for proxies, on hyper 1.
+//!
+//! - [`server::serve`] serves a connection whose protocol was detected (HTTP/1 or HTTP/2) with a
+//!   Tower service, with header-read timeouts, header size limits and graceful drain.
+//! - [`client::NewClient`] builds a pooled client per endpoint: HTTP/1.1 keep-alive with a
+//!   bounded idle pool, or one multiplexed HTTP/2 connection.
+//! - [`forward::forward`] sends a request received by the server to an endpoint's client the
+//!   way an intermediary must (RFC 9110 §7.6): hop-by-hop headers are dropped, `Upgrade`
+//!   (WebSocket) and `CONNECT` tunnels are carried through, bodies stream in both directions
+//!   and trailers (gRPC's status) pass intact.
+//! - [`errors`] turns a failure into a response a client can read: a status (502, 504, 400...)
+//!   and a `conduit-proxy-error` header naming the cause; gRPC clients get a gRPC status.
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod client;
+pub mod errors;
+pub mod forward;
+pub mod headers;
+pub mod server;
+
+pub use self::body::ProxyBody;
+pub use self::errors::{ErrorStatus, ResponseTimeout, PROXY_ERROR_HEADER};
+pub use hyper::body::Incoming;
+
+pub use conduit_detect::Http;

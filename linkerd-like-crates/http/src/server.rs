@@ -1,0 +1,213 @@
+//! Serving a detected HTTP connection.
+//!
+//! Before hyper sees an HTTP/1 connection, the first request's head is read and checked with
+//! `httparse` within the header-read timeout and the header size limit, so that a malformed
+//! request, an oversized head or a slowloris client gets a response carrying the
+//! `conduit-proxy-error` header (400, 431, 408) rather than hyper's bare one. Later requests on
+//! a keep-alive connection are bounded by hyper's own header timeout and buffer limit.
+
+use crate::errors::PROXY_ERROR_HEADER;
+use crate::Http;
+use bytes::BytesMut;
+use conduit_error::Error;
+use conduit_io::PrefixedIo;
+use conduit_stack::drain;
+use http::StatusCode;
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Limits on what a server accepts.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Time allowed to receive a request's head.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Hyper's HTTP/1 parser allows this many headers by default; the preflight agrees.
+const MAX_HEADERS: usize = 100;
+
+/// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
+/// `drain` is signaled, until in-flight requests finish.
+pub async fn serve<I, S, B>(
+    io: PrefixedIo<I>,
+    http: Http,
+    svc: S,
+    config: &ServerConfig,
+    mut drain: drain::Watch,
+) -> Result<(), Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Error>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Error>,
+{
+    let svc = TowerToHyperService::new(svc);
+    match http {
+        Http::Http1 => {
+            let Some(io) = preflight(io, config).await? else {
+                return Ok(());
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(config.header_read_timeout)
+                .max_buf_size(config.max_header_bytes.max(8192))
+                .max_headers(MAX_HEADERS);
+            let conn = builder
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => return res.map_err(Into::into),
+                _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
+            }
+            conn.await.map_err(Into::into)
+        }
+        Http::H2 => {
+            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+            let conn = builder.serve_connection(TokioIo::new(io), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => return res.map_err(Into::into),
+                _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
+            }
+            conn.await.map_err(Into::into)
+        }
+    }
+}
+
+/// Reads the first request head; answers and returns `None` if it is not acceptable.
+async fn preflight<I>(io: PrefixedIo<I>, config: &ServerConfig) -> Result<Option<PrefixedIo<I>>, Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let (prefix, mut io) = io.into_parts();
+    let mut buf = BytesMut::from(&prefix[..]);
+    let deadline = tokio::time::Instant::now() + config.header_read_timeout;
+    let refusal = loop {
+        match check_head(&buf, config.max_header_bytes) {
+            Ok(true) => return Ok(Some(PrefixedIo::new(buf.freeze(), io))),
+            Ok(false) => {}
+            Err(refusal) => break refusal,
+        }
+        let want = config.max_header_bytes + 1 - buf.len().min(config.max_header_bytes);
+        buf.reserve(want.min(8192));
+        let mut limited = (&mut io).take(want as u64);
+        match tokio::time::timeout_at(deadline, limited.read_buf(&mut buf)).await {
+            Err(_) => {
+                break (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request headers not received in time",
+                )
+            }
+            // The client went away before finishing its request: nobody to answer.
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    };
+    let (status, reason) = refusal;
+    tracing::debug!(%status, reason, "refusing request");
+    let head = format!(
+        "HTTP/1.1 {} {}\r\n{PROXY_ERROR_HEADER}: {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+    );
+    io.write_all(head.as_bytes()).await?;
+    io.shutdown().await?;
+    Ok(None)
+}
+
+/// `Ok(true)` when `buf` holds a complete, valid head; `Ok(false)` when more is needed.
+fn check_head(buf: &[u8], max: usize) -> Result<bool, (StatusCode, &'static str)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max => Ok(true),
+        Ok(httparse::Status::Complete(_)) => Err(too_large()),
+        Ok(httparse::Status::Partial) if buf.len() > max => Err(too_large()),
+        Ok(httparse::Status::Partial) => Ok(false),
+        Err(httparse::Error::TooManyHeaders) => Err(too_large()),
+        Err(_) => Err((StatusCode::BAD_REQUEST, "malformed HTTP request")),
+    }
+}
+
+fn too_large() -> (StatusCode, &'static str) {
+    (
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request headers too large",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn heads_are_checked() {
+        assert_eq!(check_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024), Ok(true));
+        assert_eq!(check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024), Ok(false));
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 1024).unwrap_err().0,
+            StatusCode::BAD_REQUEST
+        );
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.resize(2000, b'a');
+        assert_eq!(
+            check_head(&big, 1024).unwrap_err().0,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..101 {
+            many.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            check_head(&many, 1 << 20).unwrap_err().0,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_heads_get_408() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let config = ServerConfig {
+            header_read_timeout: Duration::from_secs(3),
+            max_header_bytes: 1024,
+        };
+        let res = preflight(PrefixedIo::new(Bytes::new(), server), &config)
+            .await
+            .unwrap();
+        assert!(res.is_none());
+        let mut out = String::new();
+        client.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        assert!(out.contains("conduit-proxy-error: "), "{out}");
+    }
+}
