@@ -1,0 +1,107 @@
+//! The inbound side: connections to the workload.
+//!
+//! A connection redirected by iptables is handed to the application on
+//! `127.0.0.1:<original port>` (`[::1]` for IPv6), so the application only ever needs to
+//! listen on loopback. A connection made straight to the inbound listener goes to the
+//! configured forward address, or is refused when there is none.
+
+#![forbid(unsafe_code)]
+
+use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route};
+use conduit_stack::drain;
+use conduit_transport::{Accepted, Listener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// The inbound proxy.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    conn: Connection,
+    forward: Option<SocketAddr>,
+}
+
+impl Inbound {
+    /// An inbound side recording into `metrics`; direct connections go to `forward`.
+    pub fn new(config: Config, metrics: ProxyMetrics, forward: Option<SocketAddr>) -> Self {
+        Self {
+            conn: Connection::new(Direction::Inbound, config, metrics),
+            forward,
+        }
+    }
+
+    /// Where an accepted connection goes, if anywhere.
+    pub fn destination(&self, accepted: &Accepted) -> Option<Destination> {
+        let (target_addr, local) = match accepted.orig_dst {
+            Some(dst) => {
+                let lo = match dst.ip() {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+                };
+                (dst, SocketAddr::new(lo, dst.port()))
+            }
+            None => {
+                let fwd = self.forward?;
+                (fwd, fwd)
+            }
+        };
+        Some(Destination {
+            target_addr,
+            tcp: Some(local),
+            route: Route::Fixed(local),
+        })
+    }
+
+    /// Serves `listener` until `drain` is signaled.
+    pub async fn serve(self, listener: Listener, drain: drain::Watch) {
+        let max = self.conn.config().max_connections;
+        conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
+            let this = self.clone();
+            async move {
+                match this.destination(&accepted) {
+                    Some(dst) => this.conn.serve(accepted, dst, drain).await,
+                    None => tracing::info!(
+                        client = %accepted.client,
+                        "refusing inbound connection: not redirected and no forward address is set"
+                    ),
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn accepted(orig_dst: Option<SocketAddr>) -> Accepted {
+        let l = conduit_transport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr()).await.unwrap();
+        let mut a = l.accept().await.unwrap();
+        a.orig_dst = orig_dst;
+        a
+    }
+
+    #[tokio::test]
+    async fn redirected_connections_go_to_the_local_port() {
+        let inbound = Inbound::new(Config::default(), ProxyMetrics::default(), None);
+        let d = inbound
+            .destination(&accepted(Some("10.1.1.1:8080".parse().unwrap())).await)
+            .unwrap();
+        assert_eq!(d.target_addr, "10.1.1.1:8080".parse().unwrap());
+        assert_eq!(d.tcp, Some("127.0.0.1:8080".parse().unwrap()));
+        let d6 = inbound
+            .destination(&accepted(Some("[fd00::1]:9090".parse().unwrap())).await)
+            .unwrap();
+        assert_eq!(d6.tcp, Some("[::1]:9090".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn direct_connections_need_a_forward_address() {
+        let none = Inbound::new(Config::default(), ProxyMetrics::default(), None);
+        assert!(none.destination(&accepted(None).await).is_none());
+        let fwd = "127.0.0.1:7000".parse().unwrap();
+        let some = Inbound::new(Config::default(), ProxyMetrics::default(), Some(fwd));
+        let d = some.destination(&accepted(None).await).unwrap();
+        assert_eq!(d.tcp, Some(fwd));
+    }
+}

@@ -1,0 +1,96 @@
+//! The outbound side: the application's own connections.
+//!
+//! A connection redirected by iptables goes to its original destination (`SO_ORIGINAL_DST`):
+//! HTTP requests to that address through a pooled client, anything else byte for byte. A
+//! connection made straight to the outbound listener is *explicit mode*: the proxy acts as an
+//! HTTP proxy, and each request goes to the authority it names (absolute-form URI, `CONNECT`
+//! target, or `Host` header), resolved through a [`Resolve`]r. Opaque TCP has nowhere to go
+//! in explicit mode and is refused.
+
+#![forbid(unsafe_code)]
+
+use conduit_app_core::resolve::Resolve;
+use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route};
+use conduit_stack::drain;
+use conduit_transport::{Accepted, Listener};
+use std::sync::Arc;
+
+/// The outbound proxy.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    conn: Connection,
+    resolve: Arc<dyn Resolve>,
+}
+
+impl Outbound {
+    /// An outbound side recording into `metrics` and resolving names with `resolve`.
+    pub fn new(config: Config, metrics: ProxyMetrics, resolve: Arc<dyn Resolve>) -> Self {
+        Self {
+            conn: Connection::new(Direction::Outbound, config, metrics),
+            resolve,
+        }
+    }
+
+    /// Where an accepted connection goes.
+    pub fn destination(&self, accepted: &Accepted) -> Destination {
+        match accepted.orig_dst {
+            Some(dst) => Destination {
+                target_addr: dst,
+                tcp: Some(dst),
+                route: Route::Fixed(dst),
+            },
+            None => Destination {
+                target_addr: accepted.local,
+                tcp: None,
+                route: Route::Authority(self.resolve.clone()),
+            },
+        }
+    }
+
+    /// Serves `listener` until `drain` is signaled.
+    pub async fn serve(self, listener: Listener, drain: drain::Watch) {
+        let max = self.conn.config().max_connections;
+        conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
+            let this = self.clone();
+            async move {
+                let dst = this.destination(&accepted);
+                this.conn.serve(accepted, dst, drain).await
+            }
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_app_core::resolve::Dns;
+
+    async fn accepted(orig_dst: Option<std::net::SocketAddr>) -> Accepted {
+        let l = conduit_transport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr()).await.unwrap();
+        let mut a = l.accept().await.unwrap();
+        a.orig_dst = orig_dst;
+        a
+    }
+
+    #[tokio::test]
+    async fn redirected_connections_follow_their_original_destination() {
+        let out = Outbound::new(Config::default(), ProxyMetrics::default(), Arc::new(Dns));
+        let dst = "10.1.1.1:8080".parse().unwrap();
+        let d = out.destination(&accepted(Some(dst)).await);
+        assert_eq!(d.target_addr, dst);
+        assert_eq!(d.tcp, Some(dst));
+        assert!(matches!(d.route, Route::Fixed(a) if a == dst));
+    }
+
+    #[tokio::test]
+    async fn direct_connections_are_explicit_mode() {
+        let out = Outbound::new(Config::default(), ProxyMetrics::default(), Arc::new(Dns));
+        let a = accepted(None).await;
+        let d = out.destination(&a);
+        assert_eq!(d.target_addr, a.local);
+        assert_eq!(d.tcp, None);
+        assert!(matches!(d.route, Route::Authority(_)));
+    }
+}

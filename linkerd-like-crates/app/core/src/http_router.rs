@@ -1,0 +1,149 @@
+use crate::resolve::Resolve;
+use conduit_addr::Addr;
+use conduit_error::Error;
+use conduit_http::client::{Client, Endpoint, NewClient};
+use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody};
+use conduit_stack::{NewCache, NewService};
+use http::uri::Authority;
+use http::{Method, StatusCode};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Where a connection's requests go.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// Every request goes to one address.
+    Fixed(SocketAddr),
+    /// Each request goes to its own authority (explicit proxy mode), resolved by name.
+    Authority(Arc<dyn Resolve>),
+}
+
+/// The HTTP service for one connection: routes each request to an endpoint and forwards it.
+/// Failures become error responses, so this service never fails.
+#[derive(Clone, Debug)]
+pub struct HttpRouter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    target: Target,
+    clients: NewCache<Endpoint, NewClient>,
+    http: Http,
+    fallback: Authority,
+    response_timeout: Option<Duration>,
+    connect_timeout: Duration,
+}
+
+#[derive(Debug)]
+enum Target {
+    Fixed(Client),
+    Authority(Arc<dyn Resolve>),
+}
+
+impl HttpRouter {
+    /// A router for a connection speaking `http`, whose original destination is `target_addr`.
+    pub fn new(
+        route: Route,
+        clients: NewCache<Endpoint, NewClient>,
+        http: Http,
+        target_addr: SocketAddr,
+        response_timeout: Option<Duration>,
+        connect_timeout: Duration,
+    ) -> Self {
+        let fallback = Authority::try_from(target_addr.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("localhost"));
+        let target = match route {
+            // Looked up once per connection rather than per request.
+            Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint { addr, http })),
+            Route::Authority(resolve) => Target::Authority(resolve),
+        };
+        let shared = Shared {
+            target,
+            clients,
+            http,
+            fallback,
+            response_timeout,
+            connect_timeout,
+        };
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
+    type Response = http::Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+        let shared = self.shared.clone();
+        // The one allocation per request: the stack boundary between hyper and the router.
+        Box::pin(async move {
+            let grpc = errors::is_grpc(&req);
+            Ok(shared
+                .handle(req)
+                .await
+                .unwrap_or_else(|e| errors::response(&e, grpc)))
+        })
+    }
+}
+
+impl Shared {
+    async fn handle(&self, mut req: http::Request<Incoming>) -> Result<http::Response<ProxyBody>, Error> {
+        let resolve = match &self.target {
+            Target::Fixed(client) => {
+                return forward::forward(client, req, &self.fallback, self.response_timeout).await
+            }
+            Target::Authority(resolve) => resolve,
+        };
+
+        let authority = request_authority(&req)?;
+        let addr = Addr::from_http_authority(&authority, Some(80)).map_err(|e| {
+            ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid authority: {e}"))
+        })?;
+        let endpoint = match addr {
+            Addr::Socket(sa) => sa,
+            Addr::Name(name) => {
+                let addrs = resolve.resolve(&name).await.map_err(|e| {
+                    ErrorStatus::new(StatusCode::BAD_GATEWAY, format!("failed to resolve {name}: {e}"))
+                })?;
+                *addrs.first().ok_or_else(|| {
+                    ErrorStatus::new(StatusCode::BAD_GATEWAY, format!("{name} has no addresses"))
+                })?
+            }
+        };
+
+        if req.method() == Method::CONNECT {
+            let upstream = conduit_transport::connect(endpoint, self.connect_timeout).await?;
+            return Ok(forward::tunnel(&mut req, upstream));
+        }
+        let client = self.clients.new_service(Endpoint {
+            addr: endpoint,
+            http: self.http,
+        });
+        forward::forward(&client, req, &authority, self.response_timeout).await
+    }
+}
+
+/// The authority a request names: its URI's (absolute-form, CONNECT, HTTP/2) or its `Host`.
+fn request_authority<B>(req: &http::Request<B>) -> Result<Authority, ErrorStatus> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(a.clone());
+    }
+    let host = req.headers().get(http::header::HOST).ok_or_else(|| {
+        ErrorStatus::new(StatusCode::BAD_REQUEST, "request names no authority (no Host header)")
+    })?;
+    Authority::try_from(host.as_bytes())
+        .map_err(|_| ErrorStatus::new(StatusCode::BAD_REQUEST, "invalid Host header"))
+}

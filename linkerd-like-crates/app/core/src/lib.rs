@@ -1,0 +1,24 @@
+//! The shared core of the proxy's two sides.
+//!
+//! Inbound and outbound differ only in where a connection goes: the outbound side follows the
+//! original destination (or, in explicit mode, each request's authority); the inbound side
+//! hands traffic to the local application. Everything else is common and lives here:
+//!
+//! 1. [`serve`]: accept under a connection limit, stop accepting on drain;
+//! 2. [`Connection::serve`]: count the connection, detect its protocol (unless its port is
+//!    configured opaque), then either serve HTTP with hyper and [`HttpRouter`], or splice
+//!    TCP to the destination byte for byte with half-close;
+//! 3. per request: pick the endpoint (fixed per connection, or resolved per request), get its
+//!    pooled client from an idle-evicting cache, forward, and record the golden metrics.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod connection;
+mod http_router;
+pub mod resolve;
+
+pub use self::config::Config;
+pub use self::connection::{serve, Connection, Destination};
+pub use self::http_router::{HttpRouter, Route};
+pub use conduit_metrics::{Direction, ProxyMetrics};
