@@ -1,0 +1,183 @@
+//! The admin server (default `127.0.0.1:4191`).
+//!
+//! | path | method | what |
+//! |---|---|---|
+//! | `/metrics` | GET | every metric, Prometheus text format 0.0.4 |
+//! | `/ready` | GET | 200 once the proxy serves traffic |
+//! | `/live` | GET | 200 while the process runs |
+//! | `/shutdown` | POST | begins a graceful shutdown; only from a loopback address |
+//! | `/proxy-log-level` | GET, PUT | reads or replaces the log filter (`info`, `warn,conduit=debug`...) |
+//!
+//! Anything else is 404; a known path with the wrong method is 405 with an `allow` header.
+
+#![forbid(unsafe_code)]
+
+mod process;
+
+pub use self::process::mark_start;
+
+use bytes::Bytes;
+use conduit_metrics::ProxyMetrics;
+use conduit_stack::drain;
+use conduit_transport::Listener;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Reads and replaces the process's log filter.
+pub trait LogLevel: Send + Sync + 'static {
+    /// The current filter.
+    fn get(&self) -> String;
+    /// Replaces the filter, or says why it is invalid.
+    fn set(&self, filter: &str) -> Result<(), String>;
+}
+
+/// What the admin server serves.
+#[derive(Clone)]
+pub struct Admin {
+    metrics: ProxyMetrics,
+    log_level: Arc<dyn LogLevel>,
+    shutdown: Arc<tokio::sync::Notify>,
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+/// The largest log filter accepted by `PUT /proxy-log-level`.
+const MAX_LOG_FILTER: usize = 4096;
+
+impl Admin {
+    /// Serves `metrics`; `shutdown` is notified when `/shutdown` is called.
+    pub fn new(
+        metrics: ProxyMetrics,
+        log_level: Arc<dyn LogLevel>,
+        shutdown: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            metrics,
+            log_level,
+            shutdown,
+        }
+    }
+
+    /// Serves `listener` until `drain` is signaled.
+    pub async fn serve(self, listener: Listener, mut drain: drain::Watch) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = drain.signaled() => return,
+            };
+            let accepted = match accepted {
+                Ok(a) => a,
+                Err(error) => {
+                    tracing::warn!(%error, "admin accept failed");
+                    continue;
+                }
+            };
+            let admin = self.clone();
+            let client = accepted.client;
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let admin = admin.clone();
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(req, client).await) }
+                });
+                let io = TokioIo::new(accepted.stream);
+                if let Err(error) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await
+                {
+                    tracing::debug!(%error, "admin connection failed");
+                }
+            });
+        }
+    }
+
+    /// Answers one admin request from `client`.
+    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
+        let method = req.method().clone();
+        match req.uri().path() {
+            "/metrics" => only(&method, &[Method::GET], || {
+                let mut text = self.metrics.encode();
+                process::encode(&mut text);
+                let mut rsp = text_response(StatusCode::OK, text);
+                rsp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                rsp
+            }),
+            "/ready" => only(&method, &[Method::GET], || text_response(StatusCode::OK, "ready\n")),
+            "/live" => only(&method, &[Method::GET], || text_response(StatusCode::OK, "live\n")),
+            "/shutdown" => only(&method, &[Method::POST], || {
+                if !client.ip().is_loopback() {
+                    return text_response(StatusCode::FORBIDDEN, "shutdown is only allowed from localhost\n");
+                }
+                tracing::info!("shutdown requested through the admin server");
+                self.shutdown.notify_one();
+                text_response(StatusCode::OK, "shutdown\n")
+            }),
+            "/proxy-log-level" => match method {
+                Method::GET => text_response(StatusCode::OK, format!("{}\n", self.log_level.get())),
+                Method::PUT => self.put_log_level(req).await,
+                _ => not_allowed(&[Method::GET, Method::PUT]),
+            },
+            _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+        }
+    }
+
+    async fn put_log_level(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let body = match Limited::new(req.into_body(), MAX_LOG_FILTER).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return text_response(StatusCode::PAYLOAD_TOO_LARGE, "log filter too long\n")
+            }
+        };
+        let Ok(filter) = std::str::from_utf8(&body) else {
+            return text_response(StatusCode::BAD_REQUEST, "log filter must be UTF-8\n");
+        };
+        match self.log_level.set(filter.trim()) {
+            Ok(()) => {
+                tracing::info!(filter = filter.trim(), "log level changed");
+                Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(Full::default())
+                    .unwrap_or_default()
+            }
+            Err(e) => text_response(StatusCode::BAD_REQUEST, format!("invalid log filter: {e}\n")),
+        }
+    }
+}
+
+fn only(
+    method: &Method,
+    allowed: &[Method],
+    f: impl FnOnce() -> Response<Full<Bytes>>,
+) -> Response<Full<Bytes>> {
+    if allowed.contains(method) {
+        f()
+    } else {
+        not_allowed(allowed)
+    }
+}
+
+fn not_allowed(allowed: &[Method]) -> Response<Full<Bytes>> {
+    let mut rsp = text_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(v) = header::HeaderValue::from_str(&list.join(", ")) {
+        rsp.headers_mut().insert(header::ALLOW, v);
+    }
+    rsp
+}
+
+fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut rsp = Response::new(Full::new(body.into()));
+    *rsp.status_mut() = status;
+    rsp
+}

@@ -1,0 +1,199 @@
+//! `conduit-proxy`: the sidecar, assembled.
+//!
+//! [`Proxy::bind`] opens the outbound, inbound and admin listeners (so a bad address fails
+//! at start-up, naming it); [`Bound::run`] serves them until a shutdown is asked for, by
+//! signal or by `POST /shutdown`, then stops accepting, lets in-flight requests finish within
+//! the grace period, and returns.
+//!
+//! # Configuration
+//!
+//! Every setting is an environment variable; a bad value stops start-up with a message that
+//! names the variable and what was expected. Durations read like `500ms`, `10s`, `1m`.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR` | `127.0.0.1:4140` | where the application's redirected (or explicit-proxy) connections arrive |
+//! | `CONDUIT_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where connections to the workload arrive |
+//! | `CONDUIT_PROXY_INBOUND_FORWARD_ADDR` | unset | where direct (not redirected) inbound connections go |
+//! | `CONDUIT_PROXY_ADMIN_LISTEN_ADDR` | `127.0.0.1:4191` | the admin server |
+//! | `CONDUIT_PROXY_OPAQUE_PORTS` | `25,587,3306,4444,5432,6379,9300,11211` | destination ports carried as TCP without detection (ranges like `8000-8010` allowed) |
+//! | `CONDUIT_PROXY_DETECT_TIMEOUT` | `10s` | how long to wait for a client's first bytes before treating it as TCP |
+//! | `CONDUIT_PROXY_DETECT_MAX_BYTES` | `8192` | how many bytes detection reads at most |
+//! | `CONDUIT_PROXY_CONNECT_TIMEOUT` | `1s` | limit on connecting upstream (then 504) |
+//! | `CONDUIT_PROXY_RESPONSE_TIMEOUT` | unset | limit on waiting for response headers (then 504) |
+//! | `CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT` | `10s` | limit on receiving a request's head (slowloris guard; then 408) |
+//! | `CONDUIT_PROXY_HTTP_MAX_HEADER_BYTES` | `65536` | largest request head (then 431) |
+//! | `CONDUIT_PROXY_POOL_IDLE_TIMEOUT` | `20s` | how long idle upstream HTTP/1.1 connections are kept |
+//! | `CONDUIT_PROXY_POOL_MAX_IDLE` | `64` | idle upstream connections kept per endpoint |
+//! | `CONDUIT_PROXY_MAX_CONNECTIONS` | `10000` | connections served at once per side; more wait in the backlog |
+//! | `CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD` | `30s` | time in-flight work gets after a shutdown begins |
+//! | `CONDUIT_PROXY_LOG` | `info` | log filter (`warn,conduit=debug`...), changeable at `/proxy-log-level` |
+//! | `CONDUIT_PROXY_CORES` | `1` | worker threads |
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod trace;
+
+pub use self::config::{Config, ConfigError};
+pub use conduit_app_admin::LogLevel;
+pub use conduit_app_core::resolve;
+
+use conduit_app_admin::Admin;
+use conduit_app_core::resolve::Resolve;
+use conduit_app_inbound::Inbound;
+use conduit_app_outbound::Outbound;
+use conduit_metrics::ProxyMetrics;
+use conduit_stack::drain;
+use conduit_transport::Listener;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A listener that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({var}): {source}")]
+pub struct BindError {
+    /// The variable that configures the address.
+    pub var: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The socket error.
+    #[source]
+    pub source: io::Error,
+}
+
+/// The proxy, before its listeners are bound.
+#[derive(Debug)]
+pub struct Proxy;
+
+/// The proxy with its listeners bound.
+pub struct Bound {
+    config: Config,
+    outbound: Listener,
+    inbound: Listener,
+    admin: Listener,
+    metrics: ProxyMetrics,
+    resolve: Arc<dyn Resolve>,
+    log_level: Arc<dyn LogLevel>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("outbound", &self.outbound.local_addr())
+            .field("inbound", &self.inbound.local_addr())
+            .field("admin", &self.admin.local_addr())
+            .finish()
+    }
+}
+
+fn bind(var: &'static str, addr: SocketAddr) -> Result<Listener, BindError> {
+    conduit_transport::bind(addr).map_err(|source| BindError { var, addr, source })
+}
+
+impl Proxy {
+    /// Binds the listeners `config` names. Names are resolved with `resolve` in explicit
+    /// mode; `log_level` backs `/proxy-log-level`.
+    pub fn bind(
+        config: Config,
+        resolve: Arc<dyn Resolve>,
+        log_level: Arc<dyn LogLevel>,
+    ) -> Result<Bound, BindError> {
+        let outbound = bind("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", config.outbound_listen)?;
+        let inbound = bind("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", config.inbound_listen)?;
+        let admin = bind("CONDUIT_PROXY_ADMIN_LISTEN_ADDR", config.admin_listen)?;
+        conduit_app_admin::mark_start();
+        Ok(Bound {
+            config,
+            outbound,
+            inbound,
+            admin,
+            metrics: ProxyMetrics::default(),
+            resolve,
+            log_level,
+        })
+    }
+}
+
+impl Bound {
+    /// The outbound listener's address.
+    pub fn outbound_addr(&self) -> SocketAddr {
+        self.outbound.local_addr()
+    }
+
+    /// The inbound listener's address.
+    pub fn inbound_addr(&self) -> SocketAddr {
+        self.inbound.local_addr()
+    }
+
+    /// The admin server's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// The proxy's metrics.
+    pub fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` completes or `/shutdown` is called, then drains within the
+    /// grace period. Returns `true` if every connection finished in time.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> bool {
+        let (signal, watch) = drain::channel();
+        let admin_shutdown = Arc::new(tokio::sync::Notify::new());
+        let side = self.config.side.clone();
+        let outbound = Outbound::new(side.clone(), self.metrics.clone(), self.resolve);
+        let inbound = Inbound::new(side, self.metrics.clone(), self.config.inbound_forward);
+        let admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
+        tokio::spawn(outbound.serve(self.outbound, watch.clone()));
+        tokio::spawn(inbound.serve(self.inbound, watch.clone()));
+        tokio::spawn(admin.serve(self.admin, watch.clone()));
+        drop(watch);
+        tracing::info!("proxy ready");
+
+        tokio::select! {
+            _ = shutdown => {}
+            _ = admin_shutdown.notified() => {}
+        }
+        let grace = self.config.shutdown_grace_period;
+        tracing::info!(?grace, "shutting down: no new connections, letting in-flight work finish");
+        match tokio::time::timeout(grace, signal.drain()).await {
+            Ok(()) => {
+                tracing::info!("drained");
+                true
+            }
+            Err(_) => {
+                tracing::warn!("grace period over with connections still open");
+                false
+            }
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers; shut down through the admin server");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Builds the runtime for `cores` worker threads: a single-threaded runtime for one core,
+/// which avoids cross-thread wake-ups entirely.
+pub fn runtime(cores: usize) -> io::Result<tokio::runtime::Runtime> {
+    if cores <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cores)
+            .enable_all()
+            .build()
+    }
+}

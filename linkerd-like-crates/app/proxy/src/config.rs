@@ -1,0 +1,242 @@
+//! Configuration from `CONDUIT_PROXY_*` environment variables.
+
+use conduit_app_core::Config as SideConfig;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A variable whose value could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}={value:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What it should have been.
+    pub expected: &'static str,
+}
+
+/// Everything the proxy is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the outbound side listens.
+    pub outbound_listen: SocketAddr,
+    /// Where the inbound side listens.
+    pub inbound_listen: SocketAddr,
+    /// Where direct inbound connections go.
+    pub inbound_forward: Option<SocketAddr>,
+    /// Where the admin server listens.
+    pub admin_listen: SocketAddr,
+    /// How both sides serve connections.
+    pub side: SideConfig,
+    /// Time allowed for in-flight work after a shutdown begins.
+    pub shutdown_grace_period: Duration,
+    /// The initial log filter.
+    pub log: String,
+    /// Runtime worker threads.
+    pub cores: usize,
+}
+
+/// Linkerd's default opaque ports: server-speaks-first protocols (SMTP, MySQL, Galera,
+/// PostgreSQL, Redis, Elasticsearch, memcached) that must not wait out detection.
+pub const DEFAULT_OPAQUE_PORTS: &str = "25,587,3306,4444,5432,6379,9300,11211";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `get`, which returns a variable's value if set.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&get);
+        let defaults = SideConfig::default();
+        let side = SideConfig {
+            detect: conduit_detect::Config {
+                timeout: env.duration("CONDUIT_PROXY_DETECT_TIMEOUT", "10s")?,
+                max_bytes: env.parse("CONDUIT_PROXY_DETECT_MAX_BYTES", "8192", "a byte count")?,
+            },
+            opaque_ports: Arc::new(env.ports("CONDUIT_PROXY_OPAQUE_PORTS")?),
+            server: conduit_http::server::ServerConfig {
+                header_read_timeout: env.duration("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "10s")?,
+                max_header_bytes: env.parse(
+                    "CONDUIT_PROXY_HTTP_MAX_HEADER_BYTES",
+                    "65536",
+                    "a byte count",
+                )?,
+            },
+            client: conduit_http::client::ClientConfig {
+                connect_timeout: env.duration("CONDUIT_PROXY_CONNECT_TIMEOUT", "1s")?,
+                idle_timeout: env.duration("CONDUIT_PROXY_POOL_IDLE_TIMEOUT", "20s")?,
+                max_idle_per_endpoint: env.parse(
+                    "CONDUIT_PROXY_POOL_MAX_IDLE",
+                    "64",
+                    "a connection count",
+                )?,
+            },
+            response_timeout: env.optional_duration("CONDUIT_PROXY_RESPONSE_TIMEOUT")?,
+            max_connections: env.parse(
+                "CONDUIT_PROXY_MAX_CONNECTIONS",
+                "10000",
+                "a positive connection count",
+            )?,
+            cache_idle: defaults.cache_idle,
+        };
+        if side.max_connections == 0 {
+            return Err(env.invalid("CONDUIT_PROXY_MAX_CONNECTIONS", "a positive connection count"));
+        }
+        if side.detect.max_bytes == 0 {
+            return Err(env.invalid("CONDUIT_PROXY_DETECT_MAX_BYTES", "a positive byte count"));
+        }
+        let cores: usize = env.parse("CONDUIT_PROXY_CORES", "1", "a positive number of threads")?;
+        if cores == 0 {
+            return Err(env.invalid("CONDUIT_PROXY_CORES", "a positive number of threads"));
+        }
+        Ok(Config {
+            outbound_listen: env.addr("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "127.0.0.1:4140")?,
+            inbound_listen: env.addr("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143")?,
+            inbound_forward: env.optional_addr("CONDUIT_PROXY_INBOUND_FORWARD_ADDR")?,
+            admin_listen: env.addr("CONDUIT_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:4191")?,
+            side,
+            shutdown_grace_period: env.duration("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "30s")?,
+            log: get("CONDUIT_PROXY_LOG").unwrap_or_else(|| "info".to_string()),
+            cores,
+        })
+    }
+}
+
+struct Env<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn invalid(&self, var: &'static str, expected: &'static str) -> ConfigError {
+        ConfigError {
+            var,
+            value: (self.0)(var).unwrap_or_default(),
+            expected,
+        }
+    }
+
+    fn get_or(&self, var: &str, default: &str) -> String {
+        (self.0)(var).unwrap_or_else(|| default.to_string())
+    }
+
+    fn parse<T: FromStr>(&self, var: &'static str, default: &str, expected: &'static str) -> Result<T, ConfigError> {
+        self.get_or(var, default)
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(var, expected))
+    }
+
+    fn addr(&self, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
+        self.parse(var, default, "an IP address and port, such as 127.0.0.1:4140")
+    }
+
+    fn optional_addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
+        match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(_) => self.addr(var, "").map(Some),
+        }
+    }
+
+    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let expected = "a duration such as 500ms, 10s or 1m";
+        humantime::parse_duration(self.get_or(var, default).trim()).map_err(|_| self.invalid(var, expected))
+    }
+
+    fn optional_duration(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+            None => Ok(None),
+            Some(_) => self.duration(var, "").map(Some),
+        }
+    }
+
+    /// A comma-separated list of ports and inclusive ranges (`25,3306,8000-8010`).
+    fn ports(&self, var: &'static str) -> Result<HashSet<u16>, ConfigError> {
+        let expected = "comma-separated ports or ranges, such as 25,3306,8000-8010";
+        let value = self.get_or(var, DEFAULT_OPAQUE_PORTS);
+        let mut ports = HashSet::new();
+        for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (lo, hi) = match item.split_once('-') {
+                Some((lo, hi)) => (lo.trim().parse::<u16>(), hi.trim().parse::<u16>()),
+                None => (item.parse(), item.parse()),
+            };
+            match (lo, hi) {
+                (Ok(lo), Ok(hi)) if lo > 0 && lo <= hi => ports.extend(lo..=hi),
+                _ => return Err(self.invalid(var, expected)),
+            }
+        }
+        Ok(ports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.outbound_listen, "127.0.0.1:4140".parse().unwrap());
+        assert_eq!(c.inbound_listen, "0.0.0.0:4143".parse().unwrap());
+        assert_eq!(c.admin_listen, "127.0.0.1:4191".parse().unwrap());
+        assert_eq!(c.inbound_forward, None);
+        assert_eq!(c.side.detect.timeout, Duration::from_secs(10));
+        assert_eq!(c.side.detect.max_bytes, 8192);
+        assert!(c.side.opaque_ports.contains(&3306));
+        assert!(!c.side.opaque_ports.contains(&80));
+        assert_eq!(c.side.response_timeout, None);
+        assert_eq!(c.cores, 1);
+    }
+
+    #[test]
+    fn values_are_read() {
+        let c = config(&[
+            ("CONDUIT_PROXY_OPAQUE_PORTS", "22, 8000-8002"),
+            ("CONDUIT_PROXY_DETECT_TIMEOUT", "250ms"),
+            ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", "127.0.0.1:7000"),
+            ("CONDUIT_PROXY_RESPONSE_TIMEOUT", "2s"),
+            ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "1m"),
+        ])
+        .unwrap();
+        let mut ports: Vec<u16> = c.side.opaque_ports.iter().copied().collect();
+        ports.sort();
+        assert_eq!(ports, vec![22, 8000, 8001, 8002]);
+        assert_eq!(c.side.detect.timeout, Duration::from_millis(250));
+        assert_eq!(c.inbound_forward, Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(c.side.response_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.shutdown_grace_period, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "localhost"),
+            ("CONDUIT_PROXY_DETECT_TIMEOUT", "ten"),
+            ("CONDUIT_PROXY_OPAQUE_PORTS", "25,x"),
+            ("CONDUIT_PROXY_OPAQUE_PORTS", "9-3"),
+            ("CONDUIT_PROXY_OPAQUE_PORTS", "0"),
+            ("CONDUIT_PROXY_MAX_CONNECTIONS", "0"),
+            ("CONDUIT_PROXY_CORES", "-1"),
+            ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", "7000"),
+            ("CONDUIT_PROXY_DETECT_MAX_BYTES", "0"),
+        ];
+        for (var, value) in cases {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert_eq!(err.value, value);
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+}
