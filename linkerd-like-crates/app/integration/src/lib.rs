@@ -1,0 +1,263 @@
+//! Support for Conduit's integration tests: an in-process proxy on ephemeral ports, HTTP and
+//! TCP servers that record what they see, and clients.
+//!
+//! Every helper is bounded in time: a test that hangs fails after [`TIMEOUT`] instead.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+
+use bytes::Bytes;
+use conduit_app_proxy::{resolve, trace, Config, Proxy};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// How long any one step of a test may take.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs `f`, failing the test if it takes longer than [`TIMEOUT`].
+pub async fn bounded<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, f)
+        .await
+        .expect("test step timed out")
+}
+
+/// A proxy configuration on ephemeral loopback ports, with `vars` applied.
+pub fn config(vars: &[(&str, &str)]) -> Config {
+    let mut map: HashMap<String, String> = HashMap::from([
+        ("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("CONDUIT_PROXY_INBOUND_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("CONDUIT_PROXY_ADMIN_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD".into(), "5s".into()),
+    ]);
+    for (k, v) in vars {
+        map.insert(k.to_string(), v.to_string());
+    }
+    Config::from_lookup(|k| map.get(k).cloned()).expect("test configuration must be valid")
+}
+
+/// A proxy running in this process.
+pub struct TestProxy {
+    /// The outbound listener.
+    pub outbound: SocketAddr,
+    /// The inbound listener.
+    pub inbound: SocketAddr,
+    /// The admin server.
+    pub admin: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<bool>,
+}
+
+impl TestProxy {
+    /// Starts a proxy; names resolve through DNS, then `hosts`.
+    pub async fn spawn(config: Config) -> Self {
+        Self::spawn_with_hosts(config, HashMap::new()).await
+    }
+
+    /// Starts a proxy whose explicit-mode names resolve from `hosts` first.
+    pub async fn spawn_with_hosts(
+        config: Config,
+        hosts: HashMap<conduit_addr::NameAddr, Vec<SocketAddr>>,
+    ) -> Self {
+        let resolve = Arc::new(resolve::Static::new(hosts, Some(Arc::new(resolve::Dns))));
+        let bound = Proxy::bind(config, resolve, Arc::new(trace::Unmanaged)).expect("bind");
+        let (tx, rx) = oneshot::channel();
+        let (outbound, inbound, admin) = (bound.outbound_addr(), bound.inbound_addr(), bound.admin_addr());
+        let task = tokio::spawn(bound.run(async move {
+            let _ = rx.await;
+        }));
+        TestProxy {
+            outbound,
+            inbound,
+            admin,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Begins a graceful shutdown and waits for it; true if everything drained in time.
+    pub async fn shutdown(mut self) -> bool {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        bounded(&mut self.task).await.expect("proxy task panicked")
+    }
+
+    /// Begins a graceful shutdown without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Waits for a shutdown begun with [`Self::begin_shutdown`].
+    pub async fn finished(self) -> bool {
+        bounded(self.task).await.expect("proxy task panicked")
+    }
+
+    /// The proxy's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let rsp = get(self.admin, "/metrics").await;
+        assert_eq!(rsp.status(), 200);
+        body_string(rsp).await
+    }
+}
+
+/// A server's record of what it saw.
+#[derive(Clone, Default)]
+pub struct Seen {
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
+    /// Requests served.
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl Seen {
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// The response type of test servers.
+pub type TestResponse = http::Response<Full<Bytes>>;
+
+/// Serves HTTP/1 and HTTP/2 (detected per connection) on an ephemeral port with `handler`.
+pub async fn http_server<F, Fut>(handler: F) -> (SocketAddr, Seen)
+where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = TestResponse> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let s = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            s.connections.fetch_add(1, Ordering::SeqCst);
+            let handler = handler.clone();
+            let requests = s.requests.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    requests.fetch_add(1, Ordering::SeqCst);
+                    let fut = handler(req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A server answering every request with 200 and `body`.
+pub async fn hello_server(body: &'static str) -> (SocketAddr, Seen) {
+    http_server(move |_req| async move { http::Response::new(Full::from(body)) }).await
+}
+
+/// A TCP server that echoes each connection until the client half-closes, then closes.
+pub async fn tcp_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// An HTTP/1.1 connection to `addr`.
+pub async fn http1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = bounded(TcpStream::connect(addr)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn.with_upgrades());
+    send
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr`.
+pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = bounded(TcpStream::connect(addr)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// `GET path` on a new HTTP/1.1 connection to `addr`.
+pub async fn get(addr: SocketAddr, path: &str) -> http::Response<Incoming> {
+    let mut client = http1_client(addr).await;
+    let req = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(Full::default())
+        .unwrap();
+    bounded(client.send_request(req)).await.unwrap()
+}
+
+/// Reads a whole body as text.
+pub async fn body_string(rsp: http::Response<Incoming>) -> String {
+    let bytes = bounded(rsp.into_body().collect()).await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Writes `bytes` on a new connection to `addr` and reads until the server closes.
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = bounded(TcpStream::connect(addr)).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    bounded(stream.read_to_end(&mut out)).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of a metric sample whose name and labels contain all of `parts`.
+pub fn metric_value(text: &str, name: &str, parts: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| parts.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// True when `CI=true`: tools that are missing are failures there, not skips.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Finds `tool` on PATH; outside CI a missing tool skips the test with a message.
+pub fn require_tool(tool: &str, why: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if in_ci() {
+            panic!("{tool} is required ({why}) and CI=true: .ci/run must install it");
+        }
+        println!("skipped: {tool} not found ({why})");
+    }
+    found
+}

@@ -1,0 +1,178 @@
+//! HTTP through the real proxy: HTTP/1.1, HTTP/2, gRPC-style trailers, upgrades, CONNECT.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use conduit_app_integration::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn http1_explicit_mode_and_keepalive_pooling() {
+    let (upstream, seen) = hello_server("hello").await;
+    let proxy = TestProxy::spawn(config(&[])).await;
+    let mut client = http1_client(proxy.outbound).await;
+    for i in 0..5 {
+        let req = http::Request::get(format!("http://{upstream}/n/{i}"))
+            .body(Full::default())
+            .unwrap();
+        let rsp = bounded(client.send_request(req)).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(body_string(rsp).await, "hello");
+    }
+    assert_eq!(seen.requests(), 5);
+    assert_eq!(seen.connections(), 1, "keep-alive must reuse one upstream connection");
+    let m = proxy.metrics().await;
+    let authority = format!("authority=\"{upstream}\"");
+    assert_eq!(
+        metric_value(&m, "request_total", &["direction=\"outbound\"", &authority]),
+        Some(5.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "response_total",
+            &[&authority, "status_code=\"200\"", "classification=\"success\""]
+        ),
+        Some(5.0)
+    );
+    assert!(proxy.shutdown().await);
+}
+
+#[tokio::test]
+async fn http1_host_header_routes_origin_form_requests() {
+    let (upstream, _) = hello_server("by host").await;
+    let proxy = TestProxy::spawn(config(&[])).await;
+    let rsp = raw_exchange(
+        proxy.outbound,
+        format!("GET /x HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert!(rsp.starts_with("HTTP/1.1 200 OK"), "{rsp}");
+    assert!(rsp.ends_with("by host"), "{rsp}");
+}
+
+#[tokio::test]
+async fn inbound_forwards_to_the_application_and_bodies_stream() {
+    // The upstream echoes the request body back.
+    let (app, _) = http_server(|req: http::Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        http::Response::new(Full::new(body))
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut client = http1_client(proxy.inbound).await;
+    let big = Bytes::from(vec![b'z'; 3 * 1024 * 1024]);
+    let req = http::Request::post("/echo")
+        .header("host", "app")
+        .body(Full::new(big.clone()))
+        .unwrap();
+    let rsp = bounded(client.send_request(req)).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    let got = bounded(rsp.into_body().collect()).await.unwrap().to_bytes();
+    assert_eq!(got.len(), big.len());
+    let m = proxy.metrics().await;
+    assert_eq!(
+        metric_value(&m, "request_total", &["direction=\"inbound\""]),
+        Some(1.0),
+        "{m}"
+    );
+    let read = metric_value(&m, "tcp_read_bytes_total", &["direction=\"inbound\"", "peer=\"src\""]).unwrap();
+    assert!(read >= big.len() as f64, "{read}");
+}
+
+#[tokio::test]
+async fn http2_multiplexes_many_streams_on_one_upstream_connection() {
+    let (app, seen) = http_server(|req: http::Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.version(), http::Version::HTTP_2);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        http::Response::new(Full::from(req.uri().path().to_string()))
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let client = h2_client(proxy.inbound).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let req = http::Request::get(format!("http://app/{i}"))
+                .body(Full::default())
+                .unwrap();
+            let rsp = client.send_request(req).await.unwrap();
+            assert_eq!(rsp.version(), http::Version::HTTP_2);
+            body_string(rsp).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(bounded(t).await.unwrap(), format!("/{i}"));
+    }
+    assert_eq!(seen.requests(), 50);
+    assert_eq!(seen.connections(), 1, "HTTP/2 must multiplex on one connection");
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_carried_through() {
+    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let upgraded = TokioIo::new(on_upgrade.await.unwrap());
+            let (mut r, mut w) = tokio::io::split(upgraded);
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+        });
+        http::Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::default())
+            .unwrap()
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.inbound).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    for msg in [&b"ping"[..], b"a longer frame of bytes"] {
+        stream.write_all(msg).await.unwrap();
+        let mut buf = vec![0; msg.len()];
+        bounded(stream.read_exact(&mut buf)).await.unwrap();
+        assert_eq!(buf, msg);
+    }
+}
+
+#[tokio::test]
+async fn connect_tunnels_in_explicit_mode_with_half_close() {
+    let echo = tcp_echo_server().await;
+    let proxy = TestProxy::spawn(config(&[])).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
+    stream
+        .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"through the tunnel").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut out = String::new();
+    bounded(stream.read_to_string(&mut out)).await.unwrap();
+    assert_eq!(out, "through the tunnel");
+}
+
+/// Reads a response head byte by byte, so nothing after it is consumed.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let b = bounded(stream.read_u8()).await.unwrap();
+        head.push(b);
+    }
+    String::from_utf8(head).unwrap()
+}
