@@ -60,14 +60,15 @@ pub fn detect(buf: &[u8]) -> Detection {
             Detection::NeedMore
         };
     }
-    // With no room for headers, httparse stops right after the request line: an error of
-    // `TooManyHeaders` means the request line itself was valid.
+    // Only the request line decides: header syntax is the server's to judge (and answer).
+    let line = match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => &buf[..=end],
+        None => buf,
+    };
     let mut no_headers = [];
     let mut req = httparse::Request::new(&mut no_headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-            Detection::Http(Http::Http1)
-        }
+    match req.parse(line) {
+        Ok(httparse::Status::Complete(_)) => Detection::Http(Http::Http1),
         Ok(httparse::Status::Partial) if req.version.is_some() => Detection::Http(Http::Http1),
         Ok(httparse::Status::Partial) => Detection::NeedMore,
         Err(_) => Detection::Opaque,
@@ -143,6 +144,11 @@ mod tests {
         );
         assert_eq!(
             detect(b"CONNECT a:443 HTTP/1.1\r\n"),
+            Detection::Http(Http::Http1)
+        );
+        // Bad headers are the server's to refuse with a 400, not a reason to go opaque.
+        assert_eq!(
+            detect(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"),
             Detection::Http(Http::Http1)
         );
     }
