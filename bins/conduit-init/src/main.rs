@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use conduit_iptables::{install, install_rules, render, uninstall, uninstall_rules, Options, PortRange};
+use conduit_iptables::{
+    install, install_rules, render, uninstall, uninstall_rules, Options, PortRange,
+};
 use std::process::ExitCode;
 
 /// Redirects a pod's inbound and outbound TCP through its Conduit proxy.
@@ -47,7 +49,11 @@ fn main() -> ExitCode {
         outbound_ports_to_ignore: args.outbound_ports_to_ignore,
     };
     if args.dry_run {
-        let rules = if args.uninstall { uninstall_rules() } else { install_rules(&opts) };
+        let rules = if args.uninstall {
+            uninstall_rules()
+        } else {
+            install_rules(&opts)
+        };
         print!("{}", render(&args.iptables, &rules));
         return ExitCode::SUCCESS;
     }

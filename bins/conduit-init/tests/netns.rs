@@ -76,7 +76,7 @@ impl Pods {
     fn spawn_proxy(&mut self, ns: &str, proxy: &Path) {
         let proxy = proxy.to_str().unwrap().to_string();
         self.spawn(
-            &ns.to_string(),
+            ns,
             &[
                 "setpriv",
                 "--reuid",
@@ -150,17 +150,40 @@ fn two_pods_talk_through_both_proxies_transparently() {
     let (ip_a, ip_b) = ("10.237.0.1", "10.237.0.2");
     sh(&["ip", "netns", "add", &a]);
     sh(&["ip", "netns", "add", &b]);
-    sh(&["ip", "link", "add", &veth_a, "netns", &a, "type", "veth", "peer", "name", &veth_b, "netns", &b]);
+    sh(&[
+        "ip", "link", "add", &veth_a, "netns", &a, "type", "veth", "peer", "name", &veth_b,
+        "netns", &b,
+    ]);
     for (ns, dev, ip) in [(&a, &veth_a, ip_a), (&b, &veth_b, ip_b)] {
-        sh(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            dev,
+        ]);
         sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        let init = pods.exec(ns, &[INIT, "--proxy-uid", PROXY_UID]).output().unwrap();
-        assert!(init.status.success(), "conduit-init: {}", String::from_utf8_lossy(&init.stderr));
+        let init = pods
+            .exec(ns, &[INIT, "--proxy-uid", PROXY_UID])
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "conduit-init: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
     }
 
     // Pod B: an HTTP server that knows nothing of the mesh, and its proxy.
-    pods.spawn(&b, &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"], &[]);
+    pods.spawn(
+        &b,
+        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
+        &[],
+    );
     pods.spawn_proxy(&b, &proxy);
     // Pod A: just the proxy; the "application" is curl.
     pods.spawn_proxy(&a, &proxy);
@@ -176,11 +199,25 @@ fn two_pods_talk_through_both_proxies_transparently() {
 
     let target = format!("target_addr=\"{ip_b}:8080\"");
     let out_metrics = pods.wait_for(&a, "http://127.0.0.1:4191/metrics");
-    let sent = metric_value(&out_metrics, "request_total", &["direction=\"outbound\"", &target]);
-    assert!(sent >= Some(3.0), "pod A's proxy did not carry the requests:\n{out_metrics}");
+    let sent = metric_value(
+        &out_metrics,
+        "request_total",
+        &["direction=\"outbound\"", &target],
+    );
+    assert!(
+        sent >= Some(3.0),
+        "pod A's proxy did not carry the requests:\n{out_metrics}"
+    );
     let in_metrics = pods.wait_for(&b, "http://127.0.0.1:4191/metrics");
-    let received = metric_value(&in_metrics, "request_total", &["direction=\"inbound\"", &target]);
-    assert!(received >= Some(3.0), "pod B's proxy did not carry the requests:\n{in_metrics}");
+    let received = metric_value(
+        &in_metrics,
+        "request_total",
+        &["direction=\"inbound\"", &target],
+    );
+    assert!(
+        received >= Some(3.0),
+        "pod B's proxy did not carry the requests:\n{in_metrics}"
+    );
     let ok = metric_value(
         &in_metrics,
         "response_total",
@@ -189,19 +226,32 @@ fn two_pods_talk_through_both_proxies_transparently() {
     assert!(ok >= Some(3.0), "{in_metrics}");
 
     // Each curl arrived over its own redirected connection.
-    let tcp = metric_value(&in_metrics, "tcp_open_total", &["direction=\"inbound\"", "peer=\"src\""]);
+    let tcp = metric_value(
+        &in_metrics,
+        "tcp_open_total",
+        &["direction=\"inbound\"", "peer=\"src\""],
+    );
     assert!(tcp >= Some(3.0), "{in_metrics}");
 }
 
 #[test]
 fn dry_run_prints_rules_and_bad_ports_are_refused() {
     let out = Command::new(INIT)
-        .args(["--dry-run", "--outbound-ports-to-ignore", "3306,6000-6010", "--proxy-uid", "7"])
+        .args([
+            "--dry-run",
+            "--outbound-ports-to-ignore",
+            "3306,6000-6010",
+            "--proxy-uid",
+            "7",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("iptables -t nat -A CONDUIT_OUTBOUND -p tcp --dport 6000:6010 -j RETURN"), "{text}");
+    assert!(
+        text.contains("iptables -t nat -A CONDUIT_OUTBOUND -p tcp --dport 6000:6010 -j RETURN"),
+        "{text}"
+    );
     assert!(text.contains("--uid-owner 7 -j RETURN"), "{text}");
 
     let bad = Command::new(INIT)

@@ -29,7 +29,10 @@ async fn start(vars: &[(&str, &str)]) -> Running {
         .kill_on_drop(true);
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let first = bounded(lines.next_line()).await.unwrap().expect("an address line");
+    let first = bounded(lines.next_line())
+        .await
+        .unwrap()
+        .expect("an address line");
     // "conduit-proxy: outbound A inbound B admin C"
     let words: Vec<&str> = first.split_whitespace().collect();
     assert_eq!(words[1], "outbound", "{first}");
@@ -63,7 +66,12 @@ async fn bad_configuration_stops_startup_naming_the_variable() {
         ("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", "nowhere"),
         ("CONDUIT_PROXY_LOG", "[[["),
     ] {
-        let out = Command::new(BIN).env_clear().env(var, value).output().await.unwrap();
+        let out = Command::new(BIN)
+            .env_clear()
+            .env(var, value)
+            .output()
+            .await
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{var}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(var), "{var}: {err}");
@@ -96,8 +104,16 @@ async fn admin_endpoints() {
     assert_eq!(send(admin, "GET", "/nope", "").await.0, 404);
     assert_eq!(send(admin, "GET", "/shutdown", "").await.0, 405);
 
-    assert_eq!(send(admin, "GET", "/proxy-log-level", "").await, (200, "info\n".into()));
-    assert_eq!(send(admin, "PUT", "/proxy-log-level", "warn,conduit=debug").await.0, 204);
+    assert_eq!(
+        send(admin, "GET", "/proxy-log-level", "").await,
+        (200, "info\n".into())
+    );
+    assert_eq!(
+        send(admin, "PUT", "/proxy-log-level", "warn,conduit=debug")
+            .await
+            .0,
+        204
+    );
     assert_eq!(
         send(admin, "GET", "/proxy-log-level", "").await,
         (200, "warn,conduit=debug\n".into())
@@ -124,10 +140,15 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     .await;
     let mut proxy = start(&[]).await;
     let outbound = proxy.outbound;
-    let in_flight = tokio::spawn(async move { send(outbound, "GET", &format!("http://{slow}/"), "").await });
+    let in_flight =
+        tokio::spawn(async move { send(outbound, "GET", &format!("http://{slow}/"), "").await });
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     let pid = proxy.child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
     assert!(killed.success());
     assert_eq!(bounded(in_flight).await.unwrap(), (200, "done".into()));
     let status = bounded(proxy.child.wait()).await.unwrap();
@@ -142,7 +163,13 @@ async fn metrics_pass_promtool() {
     let (upstream, _) = hello_server("ok").await;
     let proxy = start(&[]).await;
     for path in ["/a", "/b"] {
-        let (status, _) = send(proxy.outbound, "GET", &format!("http://{upstream}{path}"), "").await;
+        let (status, _) = send(
+            proxy.outbound,
+            "GET",
+            &format!("http://{upstream}{path}"),
+            "",
+        )
+        .await;
         assert_eq!(status, 200);
     }
     let (status, text) = send(proxy.admin, "GET", "/metrics", "").await;

@@ -1,1 +1,74 @@
-fn main() {}
+//! `conduit`: the command line. Its logic lives in `conduit-app-cli`.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "conduit",
+    version,
+    about = "Conduit: the fastest, lightest, simplest service mesh."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a whole mesh on this machine and shows its golden metrics live.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Seconds between table refreshes.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Requests per second sent to the web service.
+        #[arg(long, default_value_t = 50)]
+        rps: u32,
+    },
+    /// Prints the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Version => {
+            println!("conduit {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Demo {
+            duration,
+            interval,
+            rps,
+        } => {
+            let opts = conduit_app_cli::demo::Options {
+                duration: duration.map(Duration::from_secs),
+                interval: Duration::from_secs(interval.max(1)),
+                rps: rps.max(1),
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("conduit: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut stdout = std::io::stdout();
+            match rt.block_on(conduit_app_cli::demo::run(opts, &mut stdout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("conduit demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

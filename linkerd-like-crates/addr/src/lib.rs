@@ -240,7 +240,10 @@ mod tests {
     fn rejects_bad_authorities() {
         assert_eq!("web".parse::<Addr>(), Err(Invalid::MissingPort));
         assert_eq!("web:0".parse::<Addr>(), Err(Invalid::ZeroPort));
-        assert!(matches!("we b:80".parse::<Addr>(), Err(Invalid::Authority(_))));
+        assert!(matches!(
+            "we b:80".parse::<Addr>(),
+            Err(Invalid::Authority(_))
+        ));
         assert!(matches!("-web:80".parse::<Addr>(), Err(Invalid::Name(_))));
         assert!(matches!("a..b:80".parse::<Addr>(), Err(Invalid::Name(_))));
         assert_eq!("user@web:80".parse::<Addr>(), Err(Invalid::UserInfo));

@@ -185,7 +185,10 @@ mod tests {
         let task = tokio::spawn(detect_io(server, Config::default()));
         client.write_all(b"GET /a").await.unwrap();
         tokio::task::yield_now().await;
-        client.write_all(b" HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        client
+            .write_all(b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         let (found, io) = task.await.unwrap().unwrap();
         assert_eq!(found, Some(Http::Http1));
         assert!(io.prefix().starts_with(b"GET /a HTTP/1.1\r\n"));

@@ -81,7 +81,13 @@ fn header_text(s: &str) -> HeaderValue {
     let clean: String = s
         .chars()
         .take(512)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     HeaderValue::from_str(&clean).unwrap_or_else(|_| HeaderValue::from_static("error"))
 }
@@ -102,10 +108,8 @@ pub fn response(error: &Error, grpc: bool) -> http::Response<ProxyBody> {
         headers.insert("grpc-message", reason_value.clone());
     } else {
         *rsp.status_mut() = status;
-        rsp.headers_mut().insert(
-            http::header::CONTENT_LENGTH,
-            HeaderValue::from_static("0"),
-        );
+        rsp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     rsp.headers_mut().insert(PROXY_ERROR_HEADER, reason_value);
     rsp

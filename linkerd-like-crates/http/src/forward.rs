@@ -137,7 +137,10 @@ mod tests {
     fn no_host_falls_back_to_the_destination() {
         let req = http::Request::builder().uri("/").body(()).unwrap();
         let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        assert_eq!(absolute_uri(&req, &fallback).unwrap(), "http://10.0.0.1:80/");
+        assert_eq!(
+            absolute_uri(&req, &fallback).unwrap(),
+            "http://10.0.0.1:80/"
+        );
     }
 
     #[test]

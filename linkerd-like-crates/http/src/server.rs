@@ -101,7 +101,10 @@ where
 }
 
 /// Reads the first request head; answers and returns `None` if it is not acceptable.
-async fn preflight<I>(io: PrefixedIo<I>, config: &ServerConfig) -> Result<Option<PrefixedIo<I>>, Error>
+async fn preflight<I>(
+    io: PrefixedIo<I>,
+    config: &ServerConfig,
+) -> Result<Option<PrefixedIo<I>>, Error>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -170,10 +173,18 @@ mod tests {
 
     #[test]
     fn heads_are_checked() {
-        assert_eq!(check_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024), Ok(true));
-        assert_eq!(check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024), Ok(false));
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 1024).unwrap_err().0,
+            check_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024),
+            Ok(true)
+        );
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024),
+            Ok(false)
+        );
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 1024)
+                .unwrap_err()
+                .0,
             StatusCode::BAD_REQUEST
         );
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();

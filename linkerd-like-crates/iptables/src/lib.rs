@@ -93,9 +93,10 @@ impl Default for Options {
             inbound_port: 4143,
             outbound_port: 4140,
             proxy_uid: 2102,
-            inbound_ports_to_ignore: vec![
-                PortRange { first: 4190, last: 4191 },
-            ],
+            inbound_ports_to_ignore: vec![PortRange {
+                first: 4190,
+                last: 4191,
+            }],
             outbound_ports_to_ignore: Vec::new(),
         }
     }
@@ -113,29 +114,105 @@ pub fn install_rules(opts: &Options) -> Vec<Rule> {
     let mut rules = vec![rule(&["-t", "nat", "-N", INBOUND_CHAIN])];
     for ports in &opts.inbound_ports_to_ignore {
         let p = ports.to_string();
-        rules.push(rule(&["-t", "nat", "-A", INBOUND_CHAIN, "-p", "tcp", "--dport", &p, "-j", "RETURN"]));
+        rules.push(rule(&[
+            "-t",
+            "nat",
+            "-A",
+            INBOUND_CHAIN,
+            "-p",
+            "tcp",
+            "--dport",
+            &p,
+            "-j",
+            "RETURN",
+        ]));
     }
     let inbound = opts.inbound_port.to_string();
     rules.push(rule(&[
-        "-t", "nat", "-A", INBOUND_CHAIN, "-p", "tcp", "-j", "REDIRECT", "--to-ports", &inbound,
+        "-t",
+        "nat",
+        "-A",
+        INBOUND_CHAIN,
+        "-p",
+        "tcp",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &inbound,
     ]));
-    rules.push(rule(&["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "-j", INBOUND_CHAIN]));
+    rules.push(rule(&[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-p",
+        "tcp",
+        "-j",
+        INBOUND_CHAIN,
+    ]));
 
     rules.push(rule(&["-t", "nat", "-N", OUTBOUND_CHAIN]));
     let uid = opts.proxy_uid.to_string();
     rules.push(rule(&[
-        "-t", "nat", "-A", OUTBOUND_CHAIN, "-m", "owner", "--uid-owner", &uid, "-j", "RETURN",
+        "-t",
+        "nat",
+        "-A",
+        OUTBOUND_CHAIN,
+        "-m",
+        "owner",
+        "--uid-owner",
+        &uid,
+        "-j",
+        "RETURN",
     ]));
-    rules.push(rule(&["-t", "nat", "-A", OUTBOUND_CHAIN, "-o", "lo", "-j", "RETURN"]));
+    rules.push(rule(&[
+        "-t",
+        "nat",
+        "-A",
+        OUTBOUND_CHAIN,
+        "-o",
+        "lo",
+        "-j",
+        "RETURN",
+    ]));
     for ports in &opts.outbound_ports_to_ignore {
         let p = ports.to_string();
-        rules.push(rule(&["-t", "nat", "-A", OUTBOUND_CHAIN, "-p", "tcp", "--dport", &p, "-j", "RETURN"]));
+        rules.push(rule(&[
+            "-t",
+            "nat",
+            "-A",
+            OUTBOUND_CHAIN,
+            "-p",
+            "tcp",
+            "--dport",
+            &p,
+            "-j",
+            "RETURN",
+        ]));
     }
     let outbound = opts.outbound_port.to_string();
     rules.push(rule(&[
-        "-t", "nat", "-A", OUTBOUND_CHAIN, "-p", "tcp", "-j", "REDIRECT", "--to-ports", &outbound,
+        "-t",
+        "nat",
+        "-A",
+        OUTBOUND_CHAIN,
+        "-p",
+        "tcp",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &outbound,
     ]));
-    rules.push(rule(&["-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-j", OUTBOUND_CHAIN]));
+    rules.push(rule(&[
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-j",
+        OUTBOUND_CHAIN,
+    ]));
     rules
 }
 
@@ -143,8 +220,26 @@ pub fn install_rules(opts: &Options) -> Vec<Rule> {
 /// remove; the jump deletions are repeated until they fail, in case several copies exist.
 pub fn uninstall_rules() -> Vec<Rule> {
     vec![
-        rule(&["-t", "nat", "-D", "PREROUTING", "-p", "tcp", "-j", INBOUND_CHAIN]),
-        rule(&["-t", "nat", "-D", "OUTPUT", "-p", "tcp", "-j", OUTBOUND_CHAIN]),
+        rule(&[
+            "-t",
+            "nat",
+            "-D",
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "-j",
+            INBOUND_CHAIN,
+        ]),
+        rule(&[
+            "-t",
+            "nat",
+            "-D",
+            "OUTPUT",
+            "-p",
+            "tcp",
+            "-j",
+            OUTBOUND_CHAIN,
+        ]),
         rule(&["-t", "nat", "-F", INBOUND_CHAIN]),
         rule(&["-t", "nat", "-X", INBOUND_CHAIN]),
         rule(&["-t", "nat", "-F", OUTBOUND_CHAIN]),
@@ -177,7 +272,9 @@ fn run(iptables: &str, rule: &Rule) -> Result<(), ApplyError> {
     if out.status.success() {
         Ok(())
     } else {
-        Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()))
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 
@@ -221,8 +318,14 @@ mod tests {
         assert_eq!(
             parse_ports("25, 8000-8010,").unwrap(),
             vec![
-                PortRange { first: 25, last: 25 },
-                PortRange { first: 8000, last: 8010 }
+                PortRange {
+                    first: 25,
+                    last: 25
+                },
+                PortRange {
+                    first: 8000,
+                    last: 8010
+                }
             ]
         );
         assert!(parse_ports("0").is_err());
@@ -275,7 +378,10 @@ iptables -t nat -A OUTPUT -p tcp -j CONDUIT_OUTBOUND
         let rules = uninstall_rules();
         let flat: Vec<String> = rules.iter().map(|r| r.join(" ")).collect();
         let jump = flat.iter().position(|r| r.contains("-D OUTPUT")).unwrap();
-        let delete = flat.iter().position(|r| r.contains("-X CONDUIT_OUTBOUND")).unwrap();
+        let delete = flat
+            .iter()
+            .position(|r| r.contains("-X CONDUIT_OUTBOUND"))
+            .unwrap();
         assert!(jump < delete);
     }
 }

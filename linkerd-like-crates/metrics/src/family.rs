@@ -57,7 +57,11 @@ mod tests {
         f.get_or_create(&"a").incr();
         f.get_or_create(&"a").incr();
         f.get_or_create(&"b").incr();
-        let mut snap: Vec<_> = f.snapshot().into_iter().map(|(l, c)| (l, c.get())).collect();
+        let mut snap: Vec<_> = f
+            .snapshot()
+            .into_iter()
+            .map(|(l, c)| (l, c.get()))
+            .collect();
         snap.sort();
         assert_eq!(snap, vec![("a", 2), ("b", 1)]);
     }

@@ -315,12 +315,14 @@ mod tests {
         enc.finish()
     }
 
-    const L: &str = r#"direction="outbound",authority="books:80",target_addr="127.0.0.1:8080",tls="disabled""#;
+    const L: &str =
+        r#"direction="outbound",authority="books:80",target_addr="127.0.0.1:8080",tls="disabled""#;
 
     #[tokio::test(start_paused = true)]
     async fn counts_requests_responses_and_latency() {
         let metrics = HttpMetrics::default();
-        let (svc, mut handle) = mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let (svc, mut handle) =
+            mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
         let mut svc = metrics.layer(target()).layer(svc);
         handle.allow(2);
         let req = http::Request::builder()
@@ -340,8 +342,14 @@ mod tests {
         assert!(t.contains(&format!("request_total{{{L}}} 1\n")), "{t}");
         let rl = format!(r#"{L},status_code="200",classification="success""#);
         assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
-        assert!(t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"3\"}} 1\n")), "{t}");
-        assert!(t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"2\"}} 0\n")), "{t}");
+        assert!(
+            t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"3\"}} 1\n")),
+            "{t}"
+        );
+        assert!(
+            t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"2\"}} 0\n")),
+            "{t}"
+        );
     }
 
     #[tokio::test]
@@ -366,12 +374,7 @@ mod tests {
             let fut = svc.call(req);
             let (_, send) = handle.next_request().await.unwrap();
             let body = Frames(frames.into());
-            send.send_response(
-                http::Response::builder()
-                    .status(status)
-                    .body(body)
-                    .unwrap(),
-            );
+            send.send_response(http::Response::builder().status(status).body(body).unwrap());
             fut.await.unwrap().into_body().collect().await.unwrap();
         }
         let t = text(&metrics);

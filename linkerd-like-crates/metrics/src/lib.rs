@@ -35,7 +35,7 @@ pub use self::http_metrics::{
     HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseFuture,
 };
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
-pub use self::tcp::{TcpConnection, TcpLabels, TcpMetrics, Peer};
+pub use self::tcp::{Peer, TcpConnection, TcpLabels, TcpMetrics};
 pub use self::value::{Counter, Gauge, Histogram, LATENCY_BOUNDS_MS};
 
 use std::fmt;

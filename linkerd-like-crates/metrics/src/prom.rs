@@ -119,7 +119,12 @@ impl Encoder {
                 self.sample(&bucket, &labels, Some(("le", &le)), &count.to_string());
             }
             let total = counts[counts.len() - 1];
-            self.sample(&format!("{name}_sum"), &labels, None, &h.sum_ms().to_string());
+            self.sample(
+                &format!("{name}_sum"),
+                &labels,
+                None,
+                &h.sum_ms().to_string(),
+            );
             self.sample(&format!("{name}_count"), &labels, None, &total.to_string());
         }
     }

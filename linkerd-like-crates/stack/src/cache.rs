@@ -99,7 +99,10 @@ mod tests {
     use crate::NewFn;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn counting() -> (Arc<AtomicUsize>, impl NewService<u16, Service = Arc<u16>> + Clone) {
+    fn counting() -> (
+        Arc<AtomicUsize>,
+        impl NewService<u16, Service = Arc<u16>> + Clone,
+    ) {
         let built = Arc::new(AtomicUsize::new(0));
         let b = built.clone();
         let new = NewFn::new(move |port: u16| {

@@ -11,10 +11,7 @@ use tokio::sync::{mpsc, watch};
 pub fn channel() -> (Signal, Watch) {
     let (signal_tx, signal_rx) = watch::channel(false);
     let (done_tx, done_rx) = mpsc::channel(1);
-    let signal = Signal {
-        signal_tx,
-        done_rx,
-    };
+    let signal = Signal { signal_tx, done_rx };
     let watch = Watch {
         signal_rx,
         _done_tx: done_tx,

@@ -100,7 +100,11 @@ impl Admin {
     }
 
     /// Answers one admin request from `client`.
-    pub async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<Full<Bytes>> {
         let method = req.method().clone();
         match req.uri().path() {
             "/metrics" => only(&method, &[Method::GET], || {
@@ -113,11 +117,18 @@ impl Admin {
                 );
                 rsp
             }),
-            "/ready" => only(&method, &[Method::GET], || text_response(StatusCode::OK, "ready\n")),
-            "/live" => only(&method, &[Method::GET], || text_response(StatusCode::OK, "live\n")),
+            "/ready" => only(&method, &[Method::GET], || {
+                text_response(StatusCode::OK, "ready\n")
+            }),
+            "/live" => only(&method, &[Method::GET], || {
+                text_response(StatusCode::OK, "live\n")
+            }),
             "/shutdown" => only(&method, &[Method::POST], || {
                 if !client.ip().is_loopback() {
-                    return text_response(StatusCode::FORBIDDEN, "shutdown is only allowed from localhost\n");
+                    return text_response(
+                        StatusCode::FORBIDDEN,
+                        "shutdown is only allowed from localhost\n",
+                    );
                 }
                 tracing::info!("shutdown requested through the admin server");
                 self.shutdown.notify_one();
@@ -133,11 +144,12 @@ impl Admin {
     }
 
     async fn put_log_level(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let body = match Limited::new(req.into_body(), MAX_LOG_FILTER).collect().await {
+        let body = match Limited::new(req.into_body(), MAX_LOG_FILTER)
+            .collect()
+            .await
+        {
             Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return text_response(StatusCode::PAYLOAD_TOO_LARGE, "log filter too long\n")
-            }
+            Err(_) => return text_response(StatusCode::PAYLOAD_TOO_LARGE, "log filter too long\n"),
         };
         let Ok(filter) = std::str::from_utf8(&body) else {
             return text_response(StatusCode::BAD_REQUEST, "log filter must be UTF-8\n");
@@ -150,7 +162,10 @@ impl Admin {
                     .body(Full::default())
                     .unwrap_or_default()
             }
-            Err(e) => text_response(StatusCode::BAD_REQUEST, format!("invalid log filter: {e}\n")),
+            Err(e) => text_response(
+                StatusCode::BAD_REQUEST,
+                format!("invalid log filter: {e}\n"),
+            ),
         }
     }
 }

@@ -1,0 +1,11 @@
+//! The `conduit` command line's logic, kept out of the binary so tests reach all of it.
+//!
+//! - [`demo`]: a whole mesh on this machine: three services, each with its own proxy, traffic
+//!   between them, and a live table of their golden metrics.
+//! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
+//!   proxy's Prometheus text.
+
+#![forbid(unsafe_code)]
+
+pub mod demo;
+pub mod stats;

@@ -108,13 +108,14 @@ impl Connection {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let upstream = match conduit_transport::connect(addr, self.config.client.connect_timeout).await {
-            Ok(s) => s,
-            Err(error) => {
-                tracing::info!(%error, "opaque connection refused upstream");
-                return;
-            }
-        };
+        let upstream =
+            match conduit_transport::connect(addr, self.config.client.connect_timeout).await {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::info!(%error, "opaque connection refused upstream");
+                    return;
+                }
+            };
         let labels = TcpLabels {
             direction: self.direction,
             peer: Peer::Dst,
@@ -128,8 +129,12 @@ impl Connection {
 
 /// Accepts connections from `listener` and hands each to `serve` on its own task, at most
 /// `max_connections` at a time, until `drain` is signaled.
-pub async fn serve<F, Fut>(listener: Listener, max_connections: usize, mut drain: drain::Watch, serve: F)
-where
+pub async fn serve<F, Fut>(
+    listener: Listener,
+    max_connections: usize,
+    mut drain: drain::Watch,
+    serve: F,
+) where
     F: Fn(Accepted, drain::Watch) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {

@@ -42,7 +42,7 @@ struct Shared {
 
 #[derive(Debug)]
 enum Target {
-    Fixed(Client),
+    Fixed(Box<Client>),
     Authority(Arc<dyn Resolve>),
 }
 
@@ -60,7 +60,9 @@ impl HttpRouter {
             .unwrap_or_else(|_| Authority::from_static("localhost"));
         let target = match route {
             // Looked up once per connection rather than per request.
-            Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint { addr, http })),
+            Route::Fixed(addr) => {
+                Target::Fixed(Box::new(clients.new_service(Endpoint { addr, http })))
+            }
             Route::Authority(resolve) => Target::Authority(resolve),
         };
         let shared = Shared {
@@ -100,7 +102,10 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
 }
 
 impl Shared {
-    async fn handle(&self, mut req: http::Request<Incoming>) -> Result<http::Response<ProxyBody>, Error> {
+    async fn handle(
+        &self,
+        mut req: http::Request<Incoming>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
         let resolve = match &self.target {
             Target::Fixed(client) => {
                 return forward::forward(client, req, &self.fallback, self.response_timeout).await
@@ -116,7 +121,10 @@ impl Shared {
             Addr::Socket(sa) => sa,
             Addr::Name(name) => {
                 let addrs = resolve.resolve(&name).await.map_err(|e| {
-                    ErrorStatus::new(StatusCode::BAD_GATEWAY, format!("failed to resolve {name}: {e}"))
+                    ErrorStatus::new(
+                        StatusCode::BAD_GATEWAY,
+                        format!("failed to resolve {name}: {e}"),
+                    )
                 })?;
                 *addrs.first().ok_or_else(|| {
                     ErrorStatus::new(StatusCode::BAD_GATEWAY, format!("{name} has no addresses"))
@@ -142,7 +150,10 @@ fn request_authority<B>(req: &http::Request<B>) -> Result<Authority, ErrorStatus
         return Ok(a.clone());
     }
     let host = req.headers().get(http::header::HOST).ok_or_else(|| {
-        ErrorStatus::new(StatusCode::BAD_REQUEST, "request names no authority (no Host header)")
+        ErrorStatus::new(
+            StatusCode::BAD_REQUEST,
+            "request names no authority (no Host header)",
+        )
     })?;
     Authority::try_from(host.as_bytes())
         .map_err(|_| ErrorStatus::new(StatusCode::BAD_REQUEST, "invalid Host header"))

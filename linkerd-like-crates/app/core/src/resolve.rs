@@ -39,7 +39,10 @@ pub struct Static {
 
 impl Static {
     /// A table of names.
-    pub fn new(table: HashMap<NameAddr, Vec<SocketAddr>>, fallback: Option<Arc<dyn Resolve>>) -> Self {
+    pub fn new(
+        table: HashMap<NameAddr, Vec<SocketAddr>>,
+        fallback: Option<Arc<dyn Resolve>>,
+    ) -> Self {
         Self {
             table: Arc::new(table),
             fallback,
@@ -84,7 +87,10 @@ mod tests {
         let addr: SocketAddr = "127.0.1.2:4143".parse().unwrap();
         let table = HashMap::from([(name("books.demo:7001"), vec![addr])]);
         let r = Static::new(table, None);
-        assert_eq!(r.resolve(&name("books.demo:7001")).await.unwrap(), vec![addr]);
+        assert_eq!(
+            r.resolve(&name("books.demo:7001")).await.unwrap(),
+            vec![addr]
+        );
         let err = r.resolve(&name("authors.demo:7002")).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }

@@ -75,7 +75,9 @@ mod tests {
 
     async fn accepted(orig_dst: Option<SocketAddr>) -> Accepted {
         let l = conduit_transport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let _c = tokio::net::TcpStream::connect(l.local_addr()).await.unwrap();
+        let _c = tokio::net::TcpStream::connect(l.local_addr())
+            .await
+            .unwrap();
         let mut a = l.accept().await.unwrap();
         a.orig_dst = orig_dst;
         a

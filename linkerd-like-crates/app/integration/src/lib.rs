@@ -4,7 +4,11 @@
 //! Every helper is bounded in time: a test that hangs fails after [`TIMEOUT`] instead.
 
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_debug_implementations
+)]
 
 use bytes::Bytes;
 use conduit_app_proxy::{resolve, trace, Config, Proxy};
@@ -34,9 +38,18 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
 /// A proxy configuration on ephemeral loopback ports, with `vars` applied.
 pub fn config(vars: &[(&str, &str)]) -> Config {
     let mut map: HashMap<String, String> = HashMap::from([
-        ("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("CONDUIT_PROXY_INBOUND_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("CONDUIT_PROXY_ADMIN_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        (
+            "CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR".into(),
+            "127.0.0.1:0".into(),
+        ),
+        (
+            "CONDUIT_PROXY_INBOUND_LISTEN_ADDR".into(),
+            "127.0.0.1:0".into(),
+        ),
+        (
+            "CONDUIT_PROXY_ADMIN_LISTEN_ADDR".into(),
+            "127.0.0.1:0".into(),
+        ),
         ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD".into(), "5s".into()),
     ]);
     for (k, v) in vars {
@@ -71,7 +84,11 @@ impl TestProxy {
         let resolve = Arc::new(resolve::Static::new(hosts, Some(Arc::new(resolve::Dns))));
         let bound = Proxy::bind(config, resolve, Arc::new(trace::Unmanaged)).expect("bind");
         let (tx, rx) = oneshot::channel();
-        let (outbound, inbound, admin) = (bound.outbound_addr(), bound.inbound_addr(), bound.admin_addr());
+        let (outbound, inbound, admin) = (
+            bound.outbound_addr(),
+            bound.inbound_addr(),
+            bound.admin_addr(),
+        );
         let task = tokio::spawn(bound.run(async move {
             let _ = rx.await;
         }));
@@ -147,7 +164,9 @@ where
     let s = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             s.connections.fetch_add(1, Ordering::SeqCst);
             let handler = handler.clone();
             let requests = s.requests.clone();
@@ -177,7 +196,9 @@ pub async fn tcp_echo_server() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { return };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let (mut r, mut w) = stream.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -189,9 +210,13 @@ pub async fn tcp_echo_server() -> SocketAddr {
 }
 
 /// An HTTP/1.1 connection to `addr`.
-pub async fn http1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+pub async fn http1_client(
+    addr: SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = bounded(TcpStream::connect(addr)).await.unwrap();
-    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn.with_upgrades());
     send
 }
@@ -199,9 +224,10 @@ pub async fn http1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendR
 /// An HTTP/2 (prior knowledge) connection to `addr`.
 pub async fn h2_client(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
     let stream = bounded(TcpStream::connect(addr)).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-        .await
-        .unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     send
 }

@@ -64,7 +64,9 @@ async fn connect_timeout_is_504() {
     let addr = listener.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
             fillers.push(s);
         }
     }
@@ -85,7 +87,11 @@ async fn response_timeout_is_504() {
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_RESPONSE_TIMEOUT", "200ms")])).await;
     let rsp = via_proxy(&proxy, &format!("http://{slow}/")).await;
     assert_eq!(rsp.status(), 504);
-    assert!(reason(&rsp).contains("response timed out"), "{}", reason(&rsp));
+    assert!(
+        reason(&rsp).contains("response timed out"),
+        "{}",
+        reason(&rsp)
+    );
 }
 
 #[tokio::test]
@@ -114,8 +120,14 @@ async fn malformed_requests_are_400() {
 async fn requests_without_an_authority_are_400_in_explicit_mode() {
     let proxy = TestProxy::spawn(config(&[])).await;
     let rsp = raw_exchange(proxy.outbound, b"GET / HTTP/1.0\r\n\r\n").await;
-    assert!(rsp.starts_with("HTTP/1.0 400 ") || rsp.starts_with("HTTP/1.1 400 "), "{rsp}");
-    assert!(rsp.contains("conduit-proxy-error: request names no authority"), "{rsp}");
+    assert!(
+        rsp.starts_with("HTTP/1.0 400 ") || rsp.starts_with("HTTP/1.1 400 "),
+        "{rsp}"
+    );
+    assert!(
+        rsp.contains("conduit-proxy-error: request names no authority"),
+        "{rsp}"
+    );
 }
 
 #[tokio::test]
@@ -126,14 +138,24 @@ async fn oversized_headers_are_431() {
     req.extend_from_slice(b"\r\n\r\n");
     let rsp = raw_exchange(proxy.outbound, &req).await;
     assert!(rsp.starts_with("HTTP/1.1 431 "), "{rsp}");
-    assert!(rsp.contains("conduit-proxy-error: request headers too large"), "{rsp}");
+    assert!(
+        rsp.contains("conduit-proxy-error: request headers too large"),
+        "{rsp}"
+    );
 }
 
 #[tokio::test]
 async fn slowloris_gets_408_and_the_connection_closes() {
-    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "300ms")])).await;
+    let proxy = TestProxy::spawn(config(&[(
+        "CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT",
+        "300ms",
+    )]))
+    .await;
     let mut stream = TcpStream::connect(proxy.outbound).await.unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
     // ...and never finishes the head.
     let mut out = String::new();
     bounded(stream.read_to_string(&mut out)).await.unwrap();
@@ -170,13 +192,20 @@ async fn the_connection_limit_holds_extra_connections_in_the_backlog() {
     let (upstream, _) = hello_server("ok").await;
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_MAX_CONNECTIONS", "1")])).await;
     let mut first = http1_client(proxy.outbound).await;
-    let req = http::Request::get(format!("http://{upstream}/")).body(Full::default()).unwrap();
-    assert_eq!(bounded(first.send_request(req)).await.unwrap().status(), 200);
+    let req = http::Request::get(format!("http://{upstream}/"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        bounded(first.send_request(req)).await.unwrap().status(),
+        200
+    );
 
     // A second connection is accepted by the kernel but not served while the first is open.
     let mut second = TcpStream::connect(proxy.outbound).await.unwrap();
     second
-        .write_all(format!("GET http://{upstream}/ HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET http://{upstream}/ HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
         .await
         .unwrap();
     let mut buf = [0; 1];

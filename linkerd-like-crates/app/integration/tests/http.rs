@@ -21,7 +21,11 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
         assert_eq!(body_string(rsp).await, "hello");
     }
     assert_eq!(seen.requests(), 5);
-    assert_eq!(seen.connections(), 1, "keep-alive must reuse one upstream connection");
+    assert_eq!(
+        seen.connections(),
+        1,
+        "keep-alive must reuse one upstream connection"
+    );
     let m = proxy.metrics().await;
     let authority = format!("authority=\"{upstream}\"");
     assert_eq!(
@@ -33,7 +37,11 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
         metric_value(
             &m,
             "response_total",
-            &[&authority, "status_code=\"200\"", "classification=\"success\""]
+            &[
+                &authority,
+                "status_code=\"200\"",
+                "classification=\"success\""
+            ]
         ),
         Some(5.0)
     );
@@ -79,7 +87,12 @@ async fn inbound_forwards_to_the_application_and_bodies_stream() {
         Some(1.0),
         "{m}"
     );
-    let read = metric_value(&m, "tcp_read_bytes_total", &["direction=\"inbound\"", "peer=\"src\""]).unwrap();
+    let read = metric_value(
+        &m,
+        "tcp_read_bytes_total",
+        &["direction=\"inbound\"", "peer=\"src\""],
+    )
+    .unwrap();
     assert!(read >= big.len() as f64, "{read}");
 }
 
@@ -110,7 +123,11 @@ async fn http2_multiplexes_many_streams_on_one_upstream_connection() {
         assert_eq!(bounded(t).await.unwrap(), format!("/{i}"));
     }
     assert_eq!(seen.requests(), 50);
-    assert_eq!(seen.connections(), 1, "HTTP/2 must multiplex on one connection");
+    assert_eq!(
+        seen.connections(),
+        1,
+        "HTTP/2 must multiplex on one connection"
+    );
 }
 
 #[tokio::test]
@@ -135,12 +152,17 @@ async fn websocket_upgrade_is_carried_through() {
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.inbound).await.unwrap();
     stream
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
         .await
         .unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     for msg in [&b"ping"[..], b"a longer frame of bytes"] {
         stream.write_all(msg).await.unwrap();
         let mut buf = vec![0; msg.len()];
@@ -153,7 +175,9 @@ async fn websocket_upgrade_is_carried_through() {
 async fn connect_tunnels_in_explicit_mode_with_half_close() {
     let echo = tcp_echo_server().await;
     let proxy = TestProxy::spawn(config(&[])).await;
-    let mut stream = tokio::net::TcpStream::connect(proxy.outbound).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(proxy.outbound)
+        .await
+        .unwrap();
     stream
         .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
         .await

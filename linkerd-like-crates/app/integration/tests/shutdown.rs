@@ -16,7 +16,9 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let mut proxy = TestProxy::spawn(config(&[])).await;
     let outbound = proxy.outbound;
     let mut client = http1_client(outbound).await;
-    let req = http::Request::get(format!("http://{slow}/")).body(Full::default()).unwrap();
+    let req = http::Request::get(format!("http://{slow}/"))
+        .body(Full::default())
+        .unwrap();
     let in_flight = tokio::spawn(async move { client.send_request(req).await });
     tokio::time::sleep(Duration::from_millis(150)).await;
 
@@ -29,7 +31,10 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let rsp = bounded(in_flight).await.unwrap().unwrap();
     assert_eq!(rsp.status(), 200);
     assert_eq!(body_string(rsp).await, "finished");
-    assert!(proxy.finished().await, "everything drained within the grace period");
+    assert!(
+        proxy.finished().await,
+        "everything drained within the grace period"
+    );
 }
 
 #[tokio::test]
@@ -39,9 +44,12 @@ async fn the_grace_period_bounds_the_drain() {
         http::Response::new(Full::default())
     })
     .await;
-    let mut proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "300ms")])).await;
+    let mut proxy =
+        TestProxy::spawn(config(&[("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "300ms")])).await;
     let mut client = http1_client(proxy.outbound).await;
-    let req = http::Request::get(format!("http://{stuck}/")).body(Full::default()).unwrap();
+    let req = http::Request::get(format!("http://{stuck}/"))
+        .body(Full::default())
+        .unwrap();
     let _in_flight = tokio::spawn(async move { client.send_request(req).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = std::time::Instant::now();

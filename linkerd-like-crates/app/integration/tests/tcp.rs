@@ -74,7 +74,10 @@ async fn opaque_ports_skip_detection_for_server_first_protocols() {
     let mut banner = [0; 11];
     bounded(stream.read_exact(&mut banner)).await.unwrap();
     assert_eq!(&banner, b"220 ready\r\n");
-    assert!(start.elapsed() < Duration::from_secs(5), "the banner waited for detection");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "the banner waited for detection"
+    );
 }
 
 #[tokio::test]

@@ -61,7 +61,8 @@ impl Config {
             },
             opaque_ports: Arc::new(env.ports("CONDUIT_PROXY_OPAQUE_PORTS")?),
             server: conduit_http::server::ServerConfig {
-                header_read_timeout: env.duration("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "10s")?,
+                header_read_timeout: env
+                    .duration("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "10s")?,
                 max_header_bytes: env.parse(
                     "CONDUIT_PROXY_HTTP_MAX_HEADER_BYTES",
                     "65536",
@@ -86,7 +87,10 @@ impl Config {
             cache_idle: defaults.cache_idle,
         };
         if side.max_connections == 0 {
-            return Err(env.invalid("CONDUIT_PROXY_MAX_CONNECTIONS", "a positive connection count"));
+            return Err(env.invalid(
+                "CONDUIT_PROXY_MAX_CONNECTIONS",
+                "a positive connection count",
+            ));
         }
         if side.detect.max_bytes == 0 {
             return Err(env.invalid("CONDUIT_PROXY_DETECT_MAX_BYTES", "a positive byte count"));
@@ -123,7 +127,12 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         (self.0)(var).unwrap_or_else(|| default.to_string())
     }
 
-    fn parse<T: FromStr>(&self, var: &'static str, default: &str, expected: &'static str) -> Result<T, ConfigError> {
+    fn parse<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: &str,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
         self.get_or(var, default)
             .trim()
             .parse()
@@ -131,7 +140,11 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     }
 
     fn addr(&self, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
-        self.parse(var, default, "an IP address and port, such as 127.0.0.1:4140")
+        self.parse(
+            var,
+            default,
+            "an IP address and port, such as 127.0.0.1:4140",
+        )
     }
 
     fn optional_addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -143,7 +156,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
 
     fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
         let expected = "a duration such as 500ms, 10s or 1m";
-        humantime::parse_duration(self.get_or(var, default).trim()).map_err(|_| self.invalid(var, expected))
+        humantime::parse_duration(self.get_or(var, default).trim())
+            .map_err(|_| self.invalid(var, expected))
     }
 
     fn optional_duration(&self, var: &'static str) -> Result<Option<Duration>, ConfigError> {

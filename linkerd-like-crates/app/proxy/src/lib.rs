@@ -158,7 +158,10 @@ impl Bound {
             _ = admin_shutdown.notified() => {}
         }
         let grace = self.config.shutdown_grace_period;
-        tracing::info!(?grace, "shutting down: no new connections, letting in-flight work finish");
+        tracing::info!(
+            ?grace,
+            "shutting down: no new connections, letting in-flight work finish"
+        );
         match tokio::time::timeout(grace, signal.drain()).await {
             Ok(()) => {
                 tracing::info!("drained");
@@ -175,7 +178,10 @@ impl Bound {
 /// Completes on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::warn!("cannot install signal handlers; shut down through the admin server");
         return std::future::pending().await;
     };
@@ -189,7 +195,9 @@ pub async fn shutdown_signal() {
 /// which avoids cross-thread wake-ups entirely.
 pub fn runtime(cores: usize) -> io::Result<tokio::runtime::Runtime> {
     if cores <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cores)

@@ -2,12 +2,15 @@
 
 use conduit_app_admin::LogLevel;
 use std::sync::{Arc, Mutex, PoisonError};
-use tracing_subscriber::{layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry};
+use tracing_subscriber::{
+    layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry,
+};
 
 /// Installs the process-wide subscriber with `filter`; fails if the filter is invalid or a
 /// subscriber is already installed.
 pub fn init(filter: &str) -> Result<Arc<dyn LogLevel>, String> {
-    let parsed = EnvFilter::try_new(filter).map_err(|e| format!("CONDUIT_PROXY_LOG={filter:?} is invalid: {e}"))?;
+    let parsed = EnvFilter::try_new(filter)
+        .map_err(|e| format!("CONDUIT_PROXY_LOG={filter:?} is invalid: {e}"))?;
     let (layer, handle) = reload::Layer::new(parsed);
     tracing_subscriber::registry()
         .with(layer)
@@ -31,7 +34,10 @@ struct Reloadable {
 
 impl LogLevel for Reloadable {
     fn get(&self) -> String {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set(&self, filter: &str) -> Result<(), String> {
