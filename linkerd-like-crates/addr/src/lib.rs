@@ -146,10 +146,11 @@ impl Addr {
             return Err(Invalid::ZeroPort);
         }
         let host = authority.host();
+        // A trailing dot is a fully-qualified name's, and `1.2.3.4.` is still an address.
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+            .unwrap_or_else(|| host.strip_suffix('.').unwrap_or(host));
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(Addr::Socket(SocketAddr::new(ip, port)));
         }
@@ -226,6 +227,13 @@ mod tests {
         assert_eq!(v4.socket_addr(), Some("10.1.2.3:80".parse().unwrap()));
         let v6: Addr = "[::1]:443".parse().unwrap();
         assert_eq!(v6.socket_addr(), Some("[::1]:443".parse().unwrap()));
+    }
+
+    #[test]
+    fn dotted_addresses_are_addresses() {
+        // Found by fuzzing: printed back, a "name" 3.3.1.3 would parse as an address.
+        let a: Addr = "3.3.1.3.:80".parse().unwrap();
+        assert_eq!(a.socket_addr(), Some("3.3.1.3:80".parse().unwrap()));
     }
 
     #[test]

@@ -60,18 +60,19 @@ pub fn detect(buf: &[u8]) -> Detection {
             Detection::NeedMore
         };
     }
-    // Only the request line decides: header syntax is the server's to judge (and answer).
-    let line = match buf.iter().position(|&b| b == b'\n') {
-        Some(end) => &buf[..=end],
-        None => buf,
+    // Only the complete request line decides: header syntax is the server's to judge (and
+    // answer), and deciding on a partial line could be contradicted by its next byte.
+    let (line, complete) = match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => (&buf[..=end], true),
+        None => (buf, false),
     };
     let mut no_headers = [];
     let mut req = httparse::Request::new(&mut no_headers);
     match req.parse(line) {
-        Ok(httparse::Status::Complete(_)) => Detection::Http(Http::Http1),
-        Ok(httparse::Status::Partial) if req.version.is_some() => Detection::Http(Http::Http1),
-        Ok(httparse::Status::Partial) => Detection::NeedMore,
         Err(_) => Detection::Opaque,
+        Ok(_) if complete && req.version.is_some() => Detection::Http(Http::Http1),
+        Ok(_) if complete => Detection::Opaque,
+        Ok(_) => Detection::NeedMore,
     }
 }
 
@@ -158,6 +159,9 @@ mod tests {
         assert_eq!(detect(b"GE"), Detection::NeedMore);
         assert_eq!(detect(b"GET /long/pa"), Detection::NeedMore);
         assert_eq!(detect(b"GET / HTTP/1."), Detection::NeedMore);
+        // Found by fuzzing: a line is only HTTP once it ends.
+        assert_eq!(detect(b"YPRI * HTTP/1.0\r"), Detection::NeedMore);
+        assert_eq!(detect(b"YPRI * HTTP/1.0\r\xf7"), Detection::Opaque);
     }
 
     #[test]
