@@ -88,6 +88,15 @@ async fn grpc_server() -> std::net::SocketAddr {
     addr
 }
 
+async fn grpc_client(addr: std::net::SocketAddr) -> tonic::client::Grpc<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic::client::Grpc::new(channel)
+}
+
 async fn say_hello(
     client: &mut tonic::client::Grpc<tonic::transport::Channel>,
     name: &str,
@@ -106,12 +115,7 @@ async fn tonic_calls_and_statuses_pass_through_the_proxy() {
     let server = grpc_server().await;
     let fwd = server.to_string();
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.inbound))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = tonic::client::Grpc::new(channel);
+    let mut client = grpc_client(proxy.inbound).await;
 
     for name in ["alice", "bob"] {
         let reply = bounded(say_hello(&mut client, name)).await.unwrap();
@@ -150,12 +154,7 @@ async fn unreachable_grpc_backends_get_unavailable() {
         .unwrap();
     let fwd = dead.to_string();
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.inbound))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = tonic::client::Grpc::new(channel);
+    let mut client = grpc_client(proxy.inbound).await;
     let status = bounded(say_hello(&mut client, "alice")).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(status.message().contains("refused"), "{}", status.message());

@@ -50,17 +50,7 @@ async fn opaque_echo_with_half_close() {
 #[tokio::test]
 async fn opaque_ports_skip_detection_for_server_first_protocols() {
     // A server that speaks first, like SMTP or MySQL.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"220 ready\r\n").await.unwrap();
-                let mut buf = [0; 64];
-                let _ = s.read(&mut buf).await;
-            });
-        }
-    });
+    let server = banner_server(b"220 ready\r\n").await;
     let fwd = server.to_string();
     let port = server.port().to_string();
     let proxy = TestProxy::spawn(config(&[
@@ -82,17 +72,7 @@ async fn opaque_ports_skip_detection_for_server_first_protocols() {
 
 #[tokio::test]
 async fn a_silent_client_becomes_tcp_after_the_detect_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                s.write_all(b"hello").await.unwrap();
-                let mut buf = [0; 64];
-                let _ = s.read(&mut buf).await;
-            });
-        }
-    });
+    let server = banner_server(b"hello").await;
     let fwd = server.to_string();
     let proxy = TestProxy::spawn(config(&[
         ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd),
@@ -105,4 +85,20 @@ async fn a_silent_client_becomes_tcp_after_the_detect_timeout() {
     bounded(stream.read_exact(&mut banner)).await.unwrap();
     assert_eq!(&banner, b"hello");
     assert!(start.elapsed() >= Duration::from_millis(250));
+}
+
+/// A server that greets each connection with `banner` before the client says anything.
+async fn banner_server(banner: &'static [u8]) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                s.write_all(banner).await.unwrap();
+                let mut buf = [0; 64];
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    server
 }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The end-to-end proxy benchmark: direct, conduit-proxy, haproxy and nginx against one nginx
+# upstream on loopback, in one run. A benchmark, not a test: it measures and prints.
+#
+#   benches/proxy-bench.sh            # 10 s per load; BENCH_DURATION=30 for longer runs
+#
+# Installs what it needs when absent (Debian: nginx haproxy wrk nghttp2-client; crates.io: oha).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+for tool in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "installing ${need_apt[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v oha >/dev/null 2>&1 || cargo install oha --locked
+
+cargo build --release -p conduit-proxy
+exec python3 benches/proxy_bench.py "$PWD/target/release/conduit-proxy" "$@"

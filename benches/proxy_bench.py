@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""End-to-end proxy benchmark; run through benches/proxy-bench.sh.
+
+Every proxy is pinned to core 1; the upstream nginx and the load generators to core 0. Each
+proxy forwards to the same upstream, which answers every request with a 1 KiB body. Loads:
+
+  h1 c=1       wrk, 1 connection, HTTP/1.1 keep-alive
+  h1 c=64      wrk, 64 connections
+  h2 1x1       h2load, 1 connection x 1 stream (HTTP/2 prior knowledge)
+  h2 4x32      h2load, 4 connections x 32 streams
+  fixed 2k/s   oha at a fixed 2,000 requests/s, latency corrected for coordinated omission
+
+Latency percentiles come from wrk's histogram, h2load's per-request log and oha's corrected
+histogram. CPU is the proxy's user+system time over the load's wall time (100% = one core);
+RSS is resident memory idle (before any load) and at its peak (VmHWM) over the whole run.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+PROXY_CORE, LOAD_CORE = "1", "0"
+UP_H1, UP_H2 = 18080, 18081
+BODY = "x" * 1024
+WRK_LUA = """
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+      + summary.errors.status + summary.errors.timeout
+  io.write(string.format("BENCH %f %d %d %d %d\\n",
+      summary.requests / (summary.duration / 1e6),
+      latency:percentile(50), latency:percentile(99), latency:percentile(99.9), errors))
+end
+"""
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def pinned(core, cmd):
+    return ["taskset", "-c", core] + cmd
+
+
+def wait_port(port, timeout=10):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} never opened")
+
+
+def proc_stat(pid):
+    """(cpu seconds, rss bytes, peak rss bytes) of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = peak = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) * 1024
+    return cpu, rss, peak
+
+
+def children_of(pid):
+    try:
+        out = run(["pgrep", "-P", str(pid)]).stdout.split()
+        return [int(p) for p in out]
+    except subprocess.CalledProcessError:
+        return []
+
+
+class Proxy:
+    """A process tree under test; its CPU and memory are summed over the tree."""
+
+    def __init__(self, name, cmd, ports, env=None, workdir=None):
+        self.name, self.ports = name, ports
+        self.proc = None
+        if cmd:
+            self.proc = subprocess.Popen(pinned(PROXY_CORE, cmd), env=env, cwd=workdir,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for p in ports.values():
+                wait_port(p)
+            time.sleep(0.3)
+
+    def pids(self):
+        if not self.proc:
+            return []
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+    def sample(self):
+        cpu = rss = peak = 0
+        for pid in self.pids():
+            try:
+                c, r, p = proc_stat(pid)
+            except FileNotFoundError:
+                continue
+            cpu, rss, peak = cpu + c, rss + r, peak + p
+        return cpu, rss, peak
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return 0
+    i = min(len(sorted_values) - 1, int(q / 100.0 * len(sorted_values)))
+    return sorted_values[i]
+
+
+def load_wrk(port, conns, tmp):
+    script = os.path.join(tmp, "pct.lua")
+    with open(script, "w") as f:
+        f.write(WRK_LUA)
+    out = run(pinned(LOAD_CORE, ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "-s", script,
+                                 f"http://127.0.0.1:{port}/"])).stdout
+    line = next(l for l in out.splitlines() if l.startswith("BENCH "))
+    rps, p50, p99, p999, errors = line.split()[1:]
+    return dict(rps=float(rps), p50=int(p50), p99=int(p99), p999=int(p999), errors=int(errors))
+
+
+def load_h2load(port, conns, streams, tmp):
+    log = os.path.join(tmp, "h2load.log")
+    out = run(pinned(LOAD_CORE, ["h2load", f"-c{conns}", f"-m{streams}", "-t1", "-D", str(DURATION),
+                                 "--log-file", log, f"http://127.0.0.1:{port}/"])).stdout
+    rps = 0.0
+    failed = 0
+    for line in out.splitlines():
+        if line.startswith("finished in"):
+            rps = float(line.split(",")[1].split()[0])
+        if line.startswith("requests:"):
+            parts = line.replace(",", "").split()
+            failed = int(parts[parts.index("failed") - 1])
+    lat = []
+    with open(log) as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 3:
+                lat.append(int(cols[2]))
+    lat.sort()
+    return dict(rps=rps, p50=percentile(lat, 50), p99=percentile(lat, 99),
+                p999=percentile(lat, 99.9), errors=failed)
+
+
+def load_oha(port, rate):
+    out = run(pinned(LOAD_CORE, ["oha", "--no-tui", "--output-format", "json", "-z", f"{DURATION}s",
+                                 "-q", str(rate), "--latency-correction", "-c", "32",
+                                 f"http://127.0.0.1:{port}/"])).stdout
+    data = json.loads(out)
+    pct = data["latencyPercentiles"]
+    us = lambda key: int(float(pct[key]) * 1e6)
+    ok = sum(v for k, v in data.get("statusCodeDistribution", {}).items() if k.startswith("2"))
+    total = sum(data.get("statusCodeDistribution", {}).values()) + sum(data.get("errorDistribution", {}).values())
+    return dict(rps=float(data["summary"]["requestsPerSec"]), p50=us("p50"), p99=us("p99"),
+                p999=us("p99.9"), errors=total - ok)
+
+
+LOADS = [
+    ("h1 c=1", "h1", lambda port, tmp: load_wrk(port, 1, tmp)),
+    ("h1 c=64", "h1", lambda port, tmp: load_wrk(port, 64, tmp)),
+    ("h2 1x1", "h2", lambda port, tmp: load_h2load(port, 1, 1, tmp)),
+    ("h2 4x32", "h2", lambda port, tmp: load_h2load(port, 4, 32, tmp)),
+    ("fixed 2k/s", "h1", lambda port, tmp: load_oha(port, 2000)),
+]
+
+
+def nginx_conf(tmp, name, body):
+    path = os.path.join(tmp, name)
+    os.makedirs(os.path.join(path, "logs"), exist_ok=True)
+    conf = os.path.join(path, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+master_process on;
+pid {path}/nginx.pid;
+error_log {path}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {path}; proxy_temp_path {path}; fastcgi_temp_path {path};
+  uwsgi_temp_path {path}; scgi_temp_path {path};
+  keepalive_requests 1000000;
+  http2_max_requests 1000000;
+  {body}
+}}
+""")
+    return ["nginx", "-p", path, "-c", conf]
+
+
+def main():
+    conduit = sys.argv[1]
+    tmp = tempfile.mkdtemp(prefix="conduit-bench-")
+    upstream = subprocess.Popen(pinned(LOAD_CORE, nginx_conf(tmp, "upstream", f"""
+  server {{ listen 127.0.0.1:{UP_H1}; location / {{ default_type text/plain; return 200 "{BODY}"; }} }}
+  server {{ listen 127.0.0.1:{UP_H2} http2; location / {{ default_type text/plain; return 200 "{BODY}"; }} }}
+""")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(UP_H1)
+    wait_port(UP_H2)
+
+    env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1",
+               CONDUIT_PROXY_ADMIN_LISTEN_ADDR="127.0.0.1:19191",
+               CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR="127.0.0.1:19140")
+    haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(haproxy_cfg, "w") as f:
+        f.write(f"""
+global
+  nbthread 1
+  maxconn 10000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend h1
+  bind 127.0.0.1:19280
+  default_backend up_h1
+frontend h2
+  bind 127.0.0.1:19281 proto h2
+  default_backend up_h2
+backend up_h1
+  server s1 127.0.0.1:{UP_H1}
+backend up_h2
+  server s1 127.0.0.1:{UP_H2} proto h2
+""")
+
+    def conduit_for(proto):
+        up = UP_H1 if proto == "h1" else UP_H2
+        e = dict(env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR="127.0.0.1:19143",
+                 CONDUIT_PROXY_INBOUND_FORWARD_ADDR=f"127.0.0.1:{up}")
+        return Proxy("conduit-proxy", [conduit], {proto: 19143}, env=e)
+
+    nginx_proxy_body = f"""
+  upstream up_h1 {{ server 127.0.0.1:{UP_H1}; keepalive 128; }}
+  server {{ listen 127.0.0.1:19380; location / {{ proxy_pass http://up_h1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+  server {{ listen 127.0.0.1:19381 http2; location / {{ proxy_pass http://up_h1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+"""
+    subjects = [
+        ("direct", lambda proto: Proxy("direct", None, {"h1": UP_H1, "h2": UP_H2})),
+        ("conduit-proxy", conduit_for),
+        ("haproxy", lambda proto: Proxy("haproxy", ["haproxy", "-f", haproxy_cfg], {"h1": 19280, "h2": 19281})),
+        ("nginx", lambda proto: Proxy("nginx", nginx_conf(tmp, "proxy", nginx_proxy_body), {"h1": 19380, "h2": 19381})),
+    ]
+
+    results = []  # (subject, load, result dict, cpu%, idle rss, peak rss)
+    try:
+        for name, make in subjects:
+            current, current_proto = None, None
+            idle_rss = None
+            for load_name, proto, fn in LOADS:
+                if current is None or (name == "conduit-proxy" and proto != current_proto):
+                    if current:
+                        current.stop()
+                    current, current_proto = make(proto), proto
+                    if idle_rss is None:
+                        idle_rss = current.sample()[1]
+                port = current.ports[proto] if name != "direct" else {"h1": UP_H1, "h2": UP_H2}[proto]
+                cpu0, _, _ = current.sample()
+                t0 = time.time()
+                res = fn(port, tmp)
+                wall = time.time() - t0
+                cpu1, _, peak = current.sample()
+                results.append((name, load_name, res, 100.0 * (cpu1 - cpu0) / wall, idle_rss, peak))
+                print(f"  {name:14} {load_name:11} {res['rps']:>10.0f} req/s  p50 {res['p50']} us  "
+                      f"p99 {res['p99']} us  errors {res['errors']}", file=sys.stderr, flush=True)
+                time.sleep(1)
+            current.stop()
+    finally:
+        upstream.send_signal(signal.SIGTERM)
+        upstream.wait(timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    direct = {load: res for name, load, res, *_ in results if name == "direct"}
+    print()
+    print(f"Loopback, 1 KiB responses, {DURATION}s per load; proxy on core {PROXY_CORE}, "
+          f"upstream and load generator on core {LOAD_CORE}. Latency in microseconds.")
+    print()
+    hdr = ("| proxy | load | req/s | p50 | p99 | p99.9 | errors | proxy CPU | RSS idle / peak "
+           "| added p50 | added p99 | throughput vs direct |")
+    print(hdr)
+    print("|" + "---|" * 12)
+    for name, load, res, cpu, idle, peak in results:
+        d = direct[load]
+        if name == "direct":
+            added50 = added99 = ratio = "-"
+            cpu_s = mem = "-"
+        else:
+            added50 = f"{res['p50'] - d['p50']:+d}"
+            added99 = f"{res['p99'] - d['p99']:+d}"
+            ratio = f"{res['rps'] / d['rps']:.2f}" if d["rps"] else "-"
+            cpu_s = f"{cpu:.0f}%"
+            mem = f"{idle / 2**20:.1f} / {peak / 2**20:.1f} MiB"
+        print(f"| {name} | {load} | {res['rps']:.0f} | {res['p50']} | {res['p99']} | {res['p999']} "
+              f"| {res['errors']} | {cpu_s} | {mem} | {added50} | {added99} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
