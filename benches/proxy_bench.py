@@ -140,6 +140,8 @@ def load_wrk(port, conns, tmp):
 
 def load_h2load(port, conns, streams, tmp):
     log = os.path.join(tmp, "h2load.log")
+    if os.path.exists(log):
+        os.remove(log)  # h2load appends to an existing log
     out = run(pinned(LOAD_CORE, ["h2load", f"-c{conns}", f"-m{streams}", "-t1", "-D", str(DURATION),
                                  "--log-file", log, f"http://127.0.0.1:{port}/"])).stdout
     rps = 0.0
@@ -225,7 +227,7 @@ def main():
         f.write(f"""
 global
   nbthread 1
-  maxconn 10000
+  maxconn 4096
 defaults
   mode http
   timeout connect 5s

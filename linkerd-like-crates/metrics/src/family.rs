@@ -35,6 +35,38 @@ impl<L: Hash + Eq + Clone, M: Default> Family<L, M> {
             .clone()
     }
 
+    /// The metric for `labels`, created if new and the family holds fewer than `max` label
+    /// sets; `None` when it is full. Callers then record under a coarser label set, so that
+    /// label values taken from requests (an authority, say) cannot grow memory without bound.
+    pub fn get_or_create_within(&self, labels: &L, max: usize) -> Option<Arc<M>> {
+        if let Some(m) = self
+            .metrics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(labels)
+        {
+            return Some(m.clone());
+        }
+        let mut metrics = self.metrics.write().unwrap_or_else(PoisonError::into_inner);
+        if metrics.len() >= max && !metrics.contains_key(labels) {
+            return None;
+        }
+        Some(metrics.entry(labels.clone()).or_default().clone())
+    }
+
+    /// The number of label sets.
+    pub fn len(&self) -> usize {
+        self.metrics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// True when no label set has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// A snapshot of every label set and its metric.
     pub fn snapshot(&self) -> Vec<(L, Arc<M>)> {
         self.metrics
@@ -64,5 +96,18 @@ mod tests {
             .collect();
         snap.sort();
         assert_eq!(snap, vec![("a", 2), ("b", 1)]);
+    }
+
+    #[test]
+    fn a_bounded_family_refuses_new_label_sets_when_full() {
+        let f: Family<u32, Counter> = Family::default();
+        assert!(f.get_or_create_within(&1, 2).is_some());
+        assert!(f.get_or_create_within(&2, 2).is_some());
+        assert!(f.get_or_create_within(&3, 2).is_none());
+        assert!(
+            f.get_or_create_within(&1, 2).is_some(),
+            "known sets still count"
+        );
+        assert_eq!(f.len(), 2);
     }
 }

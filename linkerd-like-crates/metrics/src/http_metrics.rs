@@ -11,6 +11,11 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use tokio::time::{Duration, Instant};
 
+/// Distinct authorities recorded per family before new ones are folded into `authority=""`.
+/// Authorities come from clients' requests; without a bound, a client sending random `Host`
+/// headers would grow the proxy's memory forever.
+pub const MAX_AUTHORITIES: usize = 2_000;
+
 /// What the HTTP metrics know of a connection's target.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HttpTarget {
@@ -164,11 +169,18 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let labels = RequestLabels {
+        let mut labels = RequestLabels {
             target: self.target.clone(),
             authority: authority_of(&req),
         };
-        self.metrics.requests.get_or_create(&labels).incr();
+        let requests = &self.metrics.requests;
+        match requests.get_or_create_within(&labels, MAX_AUTHORITIES) {
+            Some(counter) => counter.incr(),
+            None => {
+                labels.authority = None;
+                requests.get_or_create(&labels).incr();
+            }
+        }
         ResponseFuture {
             inner: self.inner.call(req),
             state: Some((self.metrics.clone(), labels, Instant::now())),
@@ -231,7 +243,21 @@ impl Pending {
             status: self.status,
             success: !(self.failed || failed),
         };
-        let stats = self.metrics.responses.get_or_create(&labels);
+        // Bounded like requests: one authority's statuses make a handful of label sets.
+        let responses = &self.metrics.responses;
+        let stats = match responses.get_or_create_within(&labels, 4 * MAX_AUTHORITIES) {
+            Some(stats) => stats,
+            None => {
+                let labels = ResponseLabels {
+                    request: RequestLabels {
+                        authority: None,
+                        ..labels.request
+                    },
+                    ..labels
+                };
+                responses.get_or_create(&labels)
+            }
+        };
         stats.total.incr();
         stats.latency.record(self.latency);
     }
@@ -383,6 +409,32 @@ mod tests {
             assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
         }
         assert!(!t.contains("success"), "{t}");
+    }
+
+    #[tokio::test]
+    async fn random_authorities_cannot_grow_memory_without_bound() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) =
+            mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        handle.allow(MAX_AUTHORITIES as u64 + 10);
+        for i in 0..MAX_AUTHORITIES + 10 {
+            let req = http::Request::builder()
+                .uri(format!("http://host-{i}:80/"))
+                .body(())
+                .unwrap();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            let fut = svc.call(req);
+            let (_, send) = handle.next_request().await.unwrap();
+            send.send_response(http::Response::new(Full::from("ok")));
+            drop(fut.await.unwrap());
+        }
+        assert_eq!(metrics.requests.len(), MAX_AUTHORITIES + 1);
+        let t = text(&metrics);
+        assert!(
+            t.contains("authority=\"\""),
+            "overflow goes to an empty authority"
+        );
     }
 
     /// A body that yields the frames it was given.

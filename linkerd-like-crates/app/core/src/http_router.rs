@@ -33,6 +33,8 @@ pub struct HttpRouter {
 #[derive(Debug)]
 struct Shared {
     target: Target,
+    /// The address the connection arrived on; an explicit-mode request for it would loop.
+    target_addr: SocketAddr,
     clients: NewCache<Endpoint, NewClient>,
     http: Http,
     fallback: Authority,
@@ -67,6 +69,7 @@ impl HttpRouter {
         };
         let shared = Shared {
             target,
+            target_addr,
             clients,
             http,
             fallback,
@@ -131,6 +134,14 @@ impl Shared {
                 })?
             }
         };
+
+        if endpoint == self.target_addr {
+            return Err(ErrorStatus::new(
+                StatusCode::LOOP_DETECTED,
+                format!("{authority} is this proxy: the request would loop"),
+            )
+            .into());
+        }
 
         if req.method() == Method::CONNECT {
             let upstream = conduit_transport::connect(endpoint, self.connect_timeout).await?;

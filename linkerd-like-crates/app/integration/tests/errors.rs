@@ -217,3 +217,11 @@ async fn the_connection_limit_holds_extra_connections_in_the_backlog() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.starts_with("HTTP/1.1 200"), "{buf:?}{out}");
 }
+
+#[tokio::test]
+async fn a_request_for_the_proxy_itself_is_refused_not_looped() {
+    let proxy = TestProxy::spawn(config(&[])).await;
+    let rsp = via_proxy(&proxy, &format!("http://{}/", proxy.outbound)).await;
+    assert_eq!(rsp.status(), 508);
+    assert!(reason(&rsp).contains("loop"), "{}", reason(&rsp));
+}
