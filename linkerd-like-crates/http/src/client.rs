@@ -1,17 +1,30 @@
-//! Pooled clients, one per endpoint.
+//! Clients to endpoints, on hyper's connection API.
+//!
+//! One [`Client`] per endpoint (built by [`NewClient`], cached by the caller) owns:
+//!
+//! - for HTTP/1.1, a pool of idle connections, bounded in number and idle time. A downstream
+//!   connection borrows one upstream connection into its [`Slot`] and keeps it while it sends
+//!   requests one at a time, so the common keep-alive case touches the shared pool once per
+//!   connection, not once per request; the connection goes back to the pool when the slot is
+//!   dropped. A request that finds its reused connection closed by the peer before anything
+//!   was sent is retried once on a fresh connection, as a browser or hyper-util would.
+//! - for HTTP/2, one multiplexed connection shared by every request, re-established when it
+//!   closes.
+//!
+//! Requests go out as they are: the caller gives HTTP/1.1 requests in origin form (or
+//! authority form for `CONNECT`) with a `Host` header, and HTTP/2 requests with a scheme and
+//! authority.
 
 use crate::Http;
+use conduit_error::Error;
 use conduit_stack::NewService;
-use conduit_transport::ConnectError;
 use hyper::body::Incoming;
-use hyper_util::client::legacy;
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// How clients connect and pool.
 #[derive(Clone, Debug)]
@@ -60,67 +73,204 @@ impl NewService<Endpoint> for NewClient {
     type Service = Client;
 
     fn new_service(&self, endpoint: Endpoint) -> Client {
-        let connect = Connect {
-            addr: endpoint.addr,
-            timeout: self.config.connect_timeout,
-        };
-        let mut builder = legacy::Client::builder(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(self.config.idle_timeout)
-            .pool_max_idle_per_host(self.config.max_idle_per_endpoint)
-            // Requests are rewritten to origin-form; the Host header the client sent is kept.
-            .set_host(true)
-            .http2_only(endpoint.http == Http::H2);
         Client {
-            inner: builder.build(connect),
-            endpoint,
+            pool: Arc::new(Pool {
+                endpoint,
+                config: self.config.clone(),
+                idle: Mutex::new(Vec::new()),
+                h2: Mutex::new(None),
+                h2_connecting: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 }
 
-/// A pooled client to one endpoint. Cheap to clone; clones share the pool.
+/// A client to one endpoint. Cheap to clone; clones share connections.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: legacy::Client<Connect, Incoming>,
+    pool: Arc<Pool>,
+}
+
+#[derive(Debug)]
+struct Pool {
     endpoint: Endpoint,
+    config: ClientConfig,
+    idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
+    h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+    /// Held while an HTTP/2 connection is being made, so concurrent requests share it.
+    h2_connecting: tokio::sync::Mutex<()>,
+}
+
+/// A downstream connection's upstream HTTP/1.1 connection, returned to its pool on drop.
+#[derive(Debug, Default)]
+pub struct Slot {
+    held: Mutex<Option<(http1::SendRequest<Incoming>, Arc<Pool>)>>,
+}
+
+impl Slot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn take_ready(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<Incoming>> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.take() {
+            // Only this endpoint's connection will do; another goes back to its own pool.
+            Some((sender, owner)) if Arc::ptr_eq(&owner, pool) && sender.is_ready() => Some(sender),
+            Some((sender, owner)) => {
+                owner.put(sender);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, sender: http1::SendRequest<Incoming>, pool: &Arc<Pool>) {
+        let previous = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace((sender, pool.clone()));
+        if let Some((sender, owner)) = previous {
+            owner.put(sender);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let held = self
+            .held
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((sender, pool)) = held {
+            pool.put(sender);
+        }
+    }
+}
+
+impl Pool {
+    /// Returns a connection for reuse, unless it is closed or the pool is full.
+    fn put(&self, sender: http1::SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.config.max_idle_per_endpoint {
+            idle.push((sender, Instant::now()));
+        }
+    }
+
+    /// A ready idle connection, dropping closed and expired ones on the way.
+    fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
+        let now = Instant::now();
+        let timeout = self.config.idle_timeout;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(s, since)| !s.is_closed() && now.saturating_duration_since(*since) < timeout);
+        let pos = idle.iter().rposition(|(s, _)| s.is_ready())?;
+        Some(idle.swap_remove(pos).0)
+    }
+
+    async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, Error> {
+        let io =
+            conduit_transport::connect(self.endpoint.addr, self.config.connect_timeout).await?;
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.with_upgrades().await {
+                tracing::debug!(%error, "upstream HTTP/1.1 connection failed");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn h2_open(&self) -> Option<http2::SendRequest<Incoming>> {
+        let shared = self
+            .h2
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        shared.filter(|s| !s.is_closed())
+    }
+
+    async fn h2_sender(&self) -> Result<http2::SendRequest<Incoming>, Error> {
+        if let Some(sender) = self.h2_open() {
+            return Ok(sender);
+        }
+        // One connection attempt at a time: concurrent requests wait and share it.
+        let _connecting = self.h2_connecting.lock().await;
+        if let Some(sender) = self.h2_open() {
+            return Ok(sender);
+        }
+        let io =
+            conduit_transport::connect(self.endpoint.addr, self.config.connect_timeout).await?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(io))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "upstream HTTP/2 connection failed");
+            }
+        });
+        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+        Ok(sender)
+    }
 }
 
 impl Client {
-    /// Sends a request; its URI must be absolute (or authority-form for `CONNECT`).
-    pub fn request(&self, req: http::Request<Incoming>) -> legacy::ResponseFuture {
-        self.inner.request(req)
-    }
-
     /// The endpoint this client talks to.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-}
-
-/// Connects to one address, whatever the request's URI says.
-#[derive(Clone, Debug)]
-struct Connect {
-    addr: SocketAddr,
-    timeout: Duration,
-}
-
-impl tower_service::Service<http::Uri> for Connect {
-    type Response = TokioIo<TcpStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
+        &self.pool.endpoint
     }
 
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        // Boxed once per connection, not per request.
-        let (addr, timeout) = (self.addr, self.timeout);
-        Box::pin(async move {
-            let stream = conduit_transport::connect(addr, timeout).await?;
-            Ok(TokioIo::new(stream))
-        })
+    /// Sends a request; HTTP/1.1 requests use (and refill) the caller's `slot`.
+    pub async fn send(
+        &self,
+        slot: &Slot,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, Error> {
+        match self.pool.endpoint.http {
+            Http::H2 => {
+                let mut sender = self.pool.h2_sender().await?;
+                sender.ready().await?;
+                Ok(sender.send_request(req).await?)
+            }
+            Http::Http1 => self.send_h1(slot, req).await,
+        }
+    }
+
+    async fn send_h1(
+        &self,
+        slot: &Slot,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, Error> {
+        let pool = &self.pool;
+        if let Some(mut reused) = slot.take_ready(pool).or_else(|| pool.checkout()) {
+            let sent = reused.try_send_request(req);
+            slot.keep(reused, pool);
+            match sent.await {
+                Ok(rsp) => return Ok(rsp),
+                Err(mut e) => match e.take_message() {
+                    // The peer closed the idle connection before the request went out:
+                    // nothing was sent, so it is safe to send it on a new connection.
+                    Some(req) => return self.send_fresh(slot, req).await,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        self.send_fresh(slot, req).await
+    }
+
+    async fn send_fresh(
+        &self,
+        slot: &Slot,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<Incoming>, Error> {
+        let mut sender = self.pool.connect_h1().await?;
+        let sent = sender.send_request(req);
+        slot.keep(sender, &self.pool);
+        Ok(sent.await?)
     }
 }

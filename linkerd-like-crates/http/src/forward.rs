@@ -1,9 +1,9 @@
 //! Forwarding a request to an endpoint as an intermediary.
 
-use crate::client::Client;
+use crate::client::{Client, Slot};
 use crate::errors::{ErrorStatus, ResponseTimeout};
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
-use crate::ProxyBody;
+use crate::{Http, ProxyBody};
 use conduit_error::Error;
 use http::{Method, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -15,10 +15,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Sends `req` to `client`'s endpoint and returns its response, ready to send downstream.
 ///
 /// `authority` is used when the request names none itself (an HTTP/1.0 request without
-/// `Host`); it is normally the original destination. Upgrades and `CONNECT` tunnels are
-/// spliced once both sides agree; the splice runs as its own task.
+/// `Host`); it is normally the original destination. HTTP/1.1 requests reuse the upstream
+/// connection in `slot`. Upgrades and `CONNECT` tunnels are spliced once both sides agree;
+/// the splice runs as its own task.
 pub async fn forward(
     client: &Client,
+    slot: &Slot,
     mut req: http::Request<Incoming>,
     authority: &http::uri::Authority,
     response_timeout: Option<Duration>,
@@ -31,10 +33,13 @@ pub async fn forward(
     };
     strip_hop_by_hop(req.headers_mut(), downstream.is_some() && !is_connect);
     if !is_connect {
-        *req.uri_mut() = absolute_uri(&req, authority)?;
+        match client.endpoint().http {
+            Http::Http1 => to_origin_form(&mut req, authority),
+            Http::H2 => *req.uri_mut() = absolute_uri(&req, authority)?,
+        }
     }
 
-    let call = client.request(req);
+    let call = client.send(slot, req);
     let mut rsp = match response_timeout {
         Some(t) => tokio::time::timeout(t, call)
             .await
@@ -60,7 +65,27 @@ pub async fn forward(
     Ok(rsp.map(ProxyBody::Incoming))
 }
 
-/// The request's URI in absolute form, which the client needs to pick its connection.
+/// Rewrites an HTTP/1.1 request for an origin server: origin-form URI (an explicit proxy's
+/// clients send absolute-form), and a `Host` header, from the URI or else `fallback`.
+fn to_origin_form<B>(req: &mut http::Request<B>, fallback: &http::uri::Authority) {
+    let uri = req.uri();
+    let host = uri.authority().unwrap_or(fallback).as_str();
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Ok(value) = http::HeaderValue::from_str(host) {
+            req.headers_mut().insert(http::header::HOST, value);
+        }
+    }
+    if req.uri().authority().is_some() {
+        let path = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(path);
+    }
+}
+
+/// The request's URI in absolute form, as HTTP/2 carries it (`:scheme`, `:authority`).
 fn absolute_uri<B>(
     req: &http::Request<B>,
     fallback: &http::uri::Authority,
@@ -141,6 +166,34 @@ mod tests {
             absolute_uri(&req, &fallback).unwrap(),
             "http://10.0.0.1:80/"
         );
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_a_host() {
+        let mut req = http::Request::builder()
+            .uri("http://books:8080/a?b=1")
+            .body(())
+            .unwrap();
+        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
+        to_origin_form(&mut req, &fallback);
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["host"], "books:8080");
+    }
+
+    #[test]
+    fn origin_form_keeps_its_host_or_gets_the_destination() {
+        let mut with_host = http::Request::builder()
+            .uri("/x")
+            .header("host", "web")
+            .body(())
+            .unwrap();
+        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
+        to_origin_form(&mut with_host, &fallback);
+        assert_eq!(with_host.uri(), "/x");
+        assert_eq!(with_host.headers()["host"], "web");
+        let mut http10 = http::Request::builder().uri("/").body(()).unwrap();
+        to_origin_form(&mut http10, &fallback);
+        assert_eq!(http10.headers()["host"], "10.0.0.1:80");
     }
 
     #[test]

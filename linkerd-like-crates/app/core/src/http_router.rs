@@ -1,7 +1,7 @@
 use crate::resolve::Resolve;
 use conduit_addr::Addr;
 use conduit_error::Error;
-use conduit_http::client::{Client, Endpoint, NewClient};
+use conduit_http::client::{Client, Endpoint, NewClient, Slot};
 use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody};
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
@@ -35,6 +35,8 @@ struct Shared {
     target: Target,
     /// The address the connection arrived on; an explicit-mode request for it would loop.
     target_addr: SocketAddr,
+    /// The upstream HTTP/1.1 connection this downstream connection is using.
+    slot: Slot,
     clients: NewCache<Endpoint, NewClient>,
     http: Http,
     fallback: Authority,
@@ -70,6 +72,7 @@ impl HttpRouter {
         let shared = Shared {
             target,
             target_addr,
+            slot: Slot::new(),
             clients,
             http,
             fallback,
@@ -111,7 +114,14 @@ impl Shared {
     ) -> Result<http::Response<ProxyBody>, Error> {
         let resolve = match &self.target {
             Target::Fixed(client) => {
-                return forward::forward(client, req, &self.fallback, self.response_timeout).await
+                return forward::forward(
+                    client,
+                    &self.slot,
+                    req,
+                    &self.fallback,
+                    self.response_timeout,
+                )
+                .await
             }
             Target::Authority(resolve) => resolve,
         };
@@ -151,7 +161,7 @@ impl Shared {
             addr: endpoint,
             http: self.http,
         });
-        forward::forward(&client, req, &authority, self.response_timeout).await
+        forward::forward(&client, &self.slot, req, &authority, self.response_timeout).await
     }
 }
 

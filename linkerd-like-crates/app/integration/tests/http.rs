@@ -200,3 +200,38 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8(head).unwrap()
 }
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_across_downstream_connections() {
+    let (app, seen) = hello_server("pooled").await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    for _ in 0..3 {
+        let rsp = get(proxy.inbound, "/").await;
+        assert_eq!(body_string(rsp).await, "pooled");
+        // Let the downstream connection close and hand its upstream connection back.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.connections(), 1, "one upstream connection serves them all");
+}
+
+#[tokio::test]
+async fn upstreams_that_close_after_each_response_still_serve_every_request() {
+    let (app, seen) = http_server(|_req| async {
+        http::Response::builder()
+            .header("connection", "close")
+            .body(Full::from("bye"))
+            .unwrap()
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut client = http1_client(proxy.inbound).await;
+    for _ in 0..4 {
+        let req = http::Request::get("/").header("host", "app").body(Full::default()).unwrap();
+        let rsp = bounded(client.send_request(req)).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(body_string(rsp).await, "bye");
+    }
+    assert_eq!(seen.connections(), 4);
+}
