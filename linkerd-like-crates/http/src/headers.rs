@@ -17,8 +17,20 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     HeaderName::from_static("keep-alive"),
 ];
 
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::UPGRADE
+        || name == "proxy-connection"
+        || HOP_BY_HOP.iter().any(|h| h == name)
+}
+
 /// Removes hop-by-hop headers; keeps `Connection: upgrade` and `Upgrade` when `upgrading`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
+    // Most messages carry none, or only `Connection`: find what is present in one pass over
+    // the names, then remove just that, rather than a hashed removal per possible name.
+    if !upgrading && !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -26,28 +38,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    for name in listed {
-        if !(upgrading && name == header::UPGRADE) {
-            headers.remove(&name);
-        }
-    }
     let te_trailers = headers
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in &HOP_BY_HOP {
-        if !(te_trailers && name == header::TE) {
-            headers.remove(name);
-        }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_hop_by_hop(name) || listed.contains(name))
+        .filter(|name| !(upgrading && *name == header::UPGRADE))
+        .filter(|name| !(te_trailers && *name == header::TE))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
-    headers.remove("proxy-connection");
     if upgrading {
         headers.insert(
             header::CONNECTION,
             header::HeaderValue::from_static("upgrade"),
         );
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
     }
 }
 

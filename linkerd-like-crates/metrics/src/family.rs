@@ -1,3 +1,4 @@
+use foldhash::fast::RandomState;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -5,13 +6,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 /// One metric per label set, created on first use.
 #[derive(Debug)]
 pub struct Family<L, M> {
-    metrics: RwLock<HashMap<L, Arc<M>>>,
+    // foldhash: several times faster than SipHash on the per-request lookup, and still seeded
+    // per process, so label values taken from requests cannot be chosen to collide.
+    metrics: RwLock<HashMap<L, Arc<M>, RandomState>>,
 }
 
 impl<L, M> Default for Family<L, M> {
     fn default() -> Self {
         Self {
-            metrics: RwLock::new(HashMap::new()),
+            metrics: RwLock::new(HashMap::default()),
         }
     }
 }

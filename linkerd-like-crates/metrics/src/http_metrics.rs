@@ -1,6 +1,6 @@
 use crate::prom::{escape_label_value, EncodeLabels};
 use crate::{Counter, Direction, Encoder, Family, Histogram};
-use http::uri::Authority;
+use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
 use std::fmt::Write;
@@ -30,7 +30,9 @@ pub struct HttpTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RequestLabels {
     target: HttpTarget,
-    authority: Option<Authority>,
+    /// Kept as the header's bytes: cloning a `Host` value shares its buffer, and hashing
+    /// bytes is one pass (an `Authority` hashes case-folded, byte by byte).
+    authority: Option<HeaderValue>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -89,7 +91,7 @@ impl EncodeLabels for RequestLabels {
     fn encode_labels(&self, out: &mut String) {
         let _ = write!(out, "direction=\"{}\",authority=\"", self.target.direction);
         if let Some(a) = &self.authority {
-            escape_label_value(a.as_str(), out);
+            escape_label_value(&String::from_utf8_lossy(a.as_bytes()), out);
         }
         let _ = write!(out, "\",target_addr=\"{}\",tls=\"", self.target.target_addr);
         escape_label_value(self.target.tls, out);
@@ -148,12 +150,11 @@ impl<S> HttpMetricsService<S> {
 }
 
 /// The request's authority: from the URI (HTTP/2, absolute-form) or the `Host` header.
-fn authority_of<B>(req: &http::Request<B>) -> Option<Authority> {
-    if let Some(a) = req.uri().authority() {
-        return Some(a.clone());
+fn authority_of<B>(req: &http::Request<B>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(http::header::HOST).cloned(),
     }
-    let host = req.headers().get(http::header::HOST)?;
-    Authority::try_from(host.as_bytes()).ok()
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for HttpMetricsService<S>

@@ -212,7 +212,11 @@ async fn upstream_connections_are_pooled_across_downstream_connections() {
         // Let the downstream connection close and hand its upstream connection back.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(seen.connections(), 1, "one upstream connection serves them all");
+    assert_eq!(
+        seen.connections(),
+        1,
+        "one upstream connection serves them all"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +232,10 @@ async fn upstreams_that_close_after_each_response_still_serve_every_request() {
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
     let mut client = http1_client(proxy.inbound).await;
     for _ in 0..4 {
-        let req = http::Request::get("/").header("host", "app").body(Full::default()).unwrap();
+        let req = http::Request::get("/")
+            .header("host", "app")
+            .body(Full::default())
+            .unwrap();
         let rsp = bounded(client.send_request(req)).await.unwrap();
         assert_eq!(rsp.status(), 200);
         assert_eq!(body_string(rsp).await, "bye");
