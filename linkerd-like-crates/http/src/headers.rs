@@ -9,53 +9,69 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
-const HOP_BY_HOP: [HeaderName; 5] = [
+const HOPS: usize = 8;
+
+/// Every header that is hop-by-hop by definition.
+static HOP_BY_HOP: [HeaderName; HOPS] = [
+    header::CONNECTION,
+    header::UPGRADE,
     header::TE,
     header::TRANSFER_ENCODING,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::UPGRADE
-        || name == "proxy-connection"
-        || HOP_BY_HOP.iter().any(|h| h == name)
-}
 
 /// Removes hop-by-hop headers; keeps `Connection: upgrade` and `Upgrade` when `upgrading`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
-    // Most messages carry none, or only `Connection`: find what is present in one pass over
-    // the names, then remove just that, rather than a hashed removal per possible name.
-    if !upgrading && !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names finds which are present (most messages carry none, or just
+    // `Connection: keep-alive`); only those are removed, and nothing is allocated unless
+    // `Connection` lists a header of its own.
+    let mut present = [false; HOPS];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !upgrading && !present.contains(&true) {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    let te_trailers = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name) || listed.contains(name))
-        .filter(|name| !(upgrading && *name == header::UPGRADE))
-        .filter(|name| !(te_trailers && *name == header::TE))
-        .cloned()
-        .collect();
-    for name in doomed {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    if present[0] {
+        let tokens = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim);
+        for token in tokens {
+            let known = ["close", "upgrade"]
+                .iter()
+                .any(|k| token.eq_ignore_ascii_case(k))
+                || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
+            if !known {
+                if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                    listed.push(name);
+                }
+            }
+        }
+    }
+    let te_trailers = present[2]
+        && headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in listed {
         headers.remove(name);
     }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        let keep = (upgrading && *name == header::UPGRADE) || (te_trailers && *name == header::TE);
+        if !keep {
+            headers.remove(name);
+        }
+    }
     if upgrading {
-        headers.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("upgrade"),
-        );
+        headers.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
     }
 }
 
