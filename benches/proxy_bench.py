@@ -4,6 +4,10 @@
 Every proxy is pinned to core 1; the upstream nginx and the load generators to core 0. Each
 proxy forwards to the same upstream, which answers every request with a 1 KiB body. Loads:
 
+Every proxy runs all the time; the loads go round-robin over them, BENCH_ROUNDS times
+(default 3) for BENCH_DURATION seconds each (default 5), and the table shows the median round,
+so that a slow spell on a shared machine touches every proxy alike.
+
   h1 c=1       wrk, 1 connection, HTTP/1.1 keep-alive
   h1 c=64      wrk, 64 connections
   h2 1x1       h2load, 1 connection x 1 stream (HTTP/2 prior knowledge)
@@ -24,7 +28,8 @@ import sys
 import tempfile
 import time
 
-DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+DURATION = int(os.environ.get("BENCH_DURATION", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROXY_CORE, LOAD_CORE = "1", "0"
 UP_H1, UP_H2 = 18080, 18081
 BODY = "x" * 1024
@@ -83,41 +88,52 @@ def children_of(pid):
         return []
 
 
-class Proxy:
-    """A process tree under test; its CPU and memory are summed over the tree."""
+class Instance:
+    """One process tree under test, pinned to the proxy core."""
 
-    def __init__(self, name, cmd, ports, env=None, workdir=None):
-        self.name, self.ports = name, ports
-        self.proc = None
-        if cmd:
-            self.proc = subprocess.Popen(pinned(PROXY_CORE, cmd), env=env, cwd=workdir,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for p in ports.values():
-                wait_port(p)
-            time.sleep(0.3)
-
-    def pids(self):
-        if not self.proc:
-            return []
-        return [self.proc.pid] + children_of(self.proc.pid)
+    def __init__(self, cmd, ports, env=None):
+        self.proc = subprocess.Popen(pinned(PROXY_CORE, cmd), env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        for p in ports:
+            wait_port(p)
 
     def sample(self):
-        cpu = rss = peak = 0
-        for pid in self.pids():
+        """(cpu seconds, rss bytes, peak rss bytes), summed over the process tree."""
+        total = [0.0, 0, 0]
+        for pid in [self.proc.pid] + children_of(self.proc.pid):
             try:
-                c, r, p = proc_stat(pid)
+                for i, v in enumerate(proc_stat(pid)):
+                    total[i] += v
             except FileNotFoundError:
-                continue
-            cpu, rss, peak = cpu + c, rss + r, peak + p
-        return cpu, rss, peak
+                pass
+        return tuple(total)
 
     def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Subject:
+    """A proxy under test (or the direct path): its instances and the port per protocol."""
+
+    def __init__(self, name, ports, instances=()):
+        self.name, self.ports, self.instances = name, ports, list(instances)
+
+    def cpu(self):
+        return sum(i.sample()[0] for i in self.instances)
+
+    def rss(self):
+        return max((i.sample()[1] for i in self.instances), default=0)
+
+    def peak(self):
+        return max((i.sample()[2] for i in self.instances), default=0)
+
+    def stop(self):
+        for i in self.instances:
+            i.stop()
 
 
 def percentile(sorted_values, q):
@@ -221,9 +237,7 @@ def main():
     wait_port(UP_H1)
     wait_port(UP_H2)
 
-    env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1",
-               CONDUIT_PROXY_ADMIN_LISTEN_ADDR="127.0.0.1:19191",
-               CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR="127.0.0.1:19140")
+    env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1")
     haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
     with open(haproxy_cfg, "w") as f:
         f.write(f"""
@@ -248,74 +262,80 @@ backend up_h2
   server s1 127.0.0.1:{UP_H2} proto h2
 """)
 
-    def conduit_for(proto):
-        up = UP_H1 if proto == "h1" else UP_H2
-        e = dict(env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR="127.0.0.1:19143",
-                 CONDUIT_PROXY_INBOUND_FORWARD_ADDR=f"127.0.0.1:{up}")
-        return Proxy("conduit-proxy", [conduit], {proto: 19143}, env=e)
-
+    conduit_env = lambda port, up, admin: dict(
+        env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{port}",
+        CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR=f"127.0.0.1:{port - 10}",
+        CONDUIT_PROXY_INBOUND_FORWARD_ADDR=f"127.0.0.1:{up}",
+        CONDUIT_PROXY_ADMIN_LISTEN_ADDR=f"127.0.0.1:{admin}")
     nginx_proxy_body = f"""
   upstream up_h1 {{ server 127.0.0.1:{UP_H1}; keepalive 128; }}
   server {{ listen 127.0.0.1:19380; location / {{ proxy_pass http://up_h1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
   server {{ listen 127.0.0.1:19381 http2; location / {{ proxy_pass http://up_h1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 """
-    subjects = [
-        ("direct", lambda proto: Proxy("direct", None, {"h1": UP_H1, "h2": UP_H2})),
-        ("conduit-proxy", conduit_for),
-        ("haproxy", lambda proto: Proxy("haproxy", ["haproxy", "-f", haproxy_cfg], {"h1": 19280, "h2": 19281})),
-        ("nginx", lambda proto: Proxy("nginx", nginx_conf(tmp, "proxy", nginx_proxy_body), {"h1": 19380, "h2": 19381})),
-    ]
-
-    results = []  # (subject, load, result dict, cpu%, idle rss, peak rss)
+    subjects = []
+    results = {}  # (subject, load) -> list of (result, cpu%)
     try:
-        for name, make in subjects:
-            current, current_proto = None, None
-            idle_rss = None
+        subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
+        # One conduit-proxy per upstream protocol: its inbound side forwards to one address.
+        subjects.append(Subject("conduit-proxy", {"h1": 19143, "h2": 19144}, [
+            Instance([conduit], [19143], conduit_env(19143, UP_H1, 19191)),
+            Instance([conduit], [19144], conduit_env(19144, UP_H2, 19192)),
+        ]))
+        subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281},
+                                [Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])]))
+        subjects.append(Subject("nginx", {"h1": 19380, "h2": 19381},
+                                [Instance(nginx_conf(tmp, "proxy", nginx_proxy_body), [19380, 19381])]))
+        time.sleep(0.5)
+        idle = {sub.name: sub.rss() for sub in subjects}
+        # Round-robin: every proxy runs each load once per round, so a slow spell on a shared
+        # machine touches all of them alike; the table reports the median round.
+        for rnd in range(ROUNDS):
             for load_name, proto, fn in LOADS:
-                if current is None or (name == "conduit-proxy" and proto != current_proto):
-                    if current:
-                        current.stop()
-                    current, current_proto = make(proto), proto
-                    if idle_rss is None:
-                        idle_rss = current.sample()[1]
-                port = current.ports[proto] if name != "direct" else {"h1": UP_H1, "h2": UP_H2}[proto]
-                cpu0, _, _ = current.sample()
-                t0 = time.time()
-                res = fn(port, tmp)
-                wall = time.time() - t0
-                cpu1, _, peak = current.sample()
-                results.append((name, load_name, res, 100.0 * (cpu1 - cpu0) / wall, idle_rss, peak))
-                print(f"  {name:14} {load_name:11} {res['rps']:>10.0f} req/s  p50 {res['p50']} us  "
-                      f"p99 {res['p99']} us  errors {res['errors']}", file=sys.stderr, flush=True)
-                time.sleep(1)
-            current.stop()
+                for sub in subjects:
+                    cpu0, t0 = sub.cpu(), time.time()
+                    res = fn(sub.ports[proto], tmp)
+                    cpu = 100.0 * (sub.cpu() - cpu0) / (time.time() - t0)
+                    results.setdefault((sub.name, load_name), []).append((res, cpu))
+                    print(f"  round {rnd + 1} {sub.name:14} {load_name:11} {res['rps']:>9.0f} req/s  "
+                          f"p50 {res['p50']} us  p99 {res['p99']} us  errors {res['errors']}",
+                          file=sys.stderr, flush=True)
+                    time.sleep(0.5)
+        peak = {sub.name: sub.peak() for sub in subjects}
     finally:
+        for sub in subjects:
+            sub.stop()
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    direct = {load: res for name, load, res, *_ in results if name == "direct"}
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2]
+
+    table = {}
+    for key, runs in results.items():
+        table[key] = ({k: median([r[k] for r, _ in runs]) for k in ("rps", "p50", "p99", "p999")},
+                      sum(r["errors"] for r, _ in runs), median([c for _, c in runs]))
     print()
-    print(f"Loopback, 1 KiB responses, {DURATION}s per load; proxy on core {PROXY_CORE}, "
-          f"upstream and load generator on core {LOAD_CORE}. Latency in microseconds.")
+    print(f"Loopback, 1 KiB responses; {ROUNDS} rounds of {DURATION}s per load and proxy, medians "
+          f"shown; proxy on core {PROXY_CORE}, upstream and load generator on core {LOAD_CORE}. "
+          "Latency in microseconds.")
     print()
-    hdr = ("| proxy | load | req/s | p50 | p99 | p99.9 | errors | proxy CPU | RSS idle / peak "
-           "| added p50 | added p99 | throughput vs direct |")
-    print(hdr)
+    print("| proxy | load | req/s | p50 | p99 | p99.9 | errors | proxy CPU | RSS idle / peak "
+          "| added p50 | added p99 | throughput vs direct |")
     print("|" + "---|" * 12)
-    for name, load, res, cpu, idle, peak in results:
-        d = direct[load]
-        if name == "direct":
-            added50 = added99 = ratio = "-"
-            cpu_s = mem = "-"
-        else:
-            added50 = f"{res['p50'] - d['p50']:+d}"
-            added99 = f"{res['p99'] - d['p99']:+d}"
-            ratio = f"{res['rps'] / d['rps']:.2f}" if d["rps"] else "-"
-            cpu_s = f"{cpu:.0f}%"
-            mem = f"{idle / 2**20:.1f} / {peak / 2**20:.1f} MiB"
-        print(f"| {name} | {load} | {res['rps']:.0f} | {res['p50']} | {res['p99']} | {res['p999']} "
-              f"| {res['errors']} | {cpu_s} | {mem} | {added50} | {added99} | {ratio} |")
+    for sub in subjects:
+        for load_name, _, _ in LOADS:
+            res, errors, cpu = table[(sub.name, load_name)]
+            d = table[("direct", load_name)][0]
+            if sub.name == "direct":
+                extra = "- | - | - | - | -"
+            else:
+                extra = (f"{cpu:.0f}% | {idle[sub.name] / 2**20:.1f} / {peak[sub.name] / 2**20:.1f} MiB"
+                         f" | {res['p50'] - d['p50']:+d} | {res['p99'] - d['p99']:+d}"
+                         f" | {res['rps'] / d['rps']:.2f}")
+            print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
+                  f"| {res['p999']} | {errors} | {extra} |")
 
 
 if __name__ == "__main__":

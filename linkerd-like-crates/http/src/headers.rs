@@ -49,7 +49,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
             let known = ["close", "upgrade"]
                 .iter()
                 .any(|k| token.eq_ignore_ascii_case(k))
-                || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()));
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h.as_str()));
             if !known {
                 if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
                     listed.push(name);
@@ -71,7 +73,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
         }
     }
     if upgrading {
-        headers.insert(header::CONNECTION, header::HeaderValue::from_static("upgrade"));
+        headers.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("upgrade"),
+        );
     }
 }
 

@@ -49,6 +49,11 @@ impl<I: AsyncRead> AsyncRead for PrefixedIo<I> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            if !this.prefix.has_remaining() {
+                // An advanced `Bytes` still holds its whole buffer; a long-lived connection
+                // should not keep its detection buffer alive.
+                *this.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         this.io.poll_read(cx, buf)

@@ -46,7 +46,7 @@ struct Shared {
 
 #[derive(Debug)]
 enum Target {
-    Fixed(Box<Client>),
+    Fixed(Client),
     Authority(Arc<dyn Resolve>),
 }
 
@@ -64,9 +64,7 @@ impl HttpRouter {
             .unwrap_or_else(|_| Authority::from_static("localhost"));
         let target = match route {
             // Looked up once per connection rather than per request.
-            Route::Fixed(addr) => {
-                Target::Fixed(Box::new(clients.new_service(Endpoint { addr, http })))
-            }
+            Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint { addr, http })),
             Route::Authority(resolve) => Target::Authority(resolve),
         };
         let shared = Shared {
