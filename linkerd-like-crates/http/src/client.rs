@@ -113,11 +113,16 @@ impl Slot {
         Self::default()
     }
 
-    fn take_ready(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<Incoming>> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        match held.take() {
-            // Only this endpoint's connection will do; another goes back to its own pool.
-            Some((sender, owner)) if Arc::ptr_eq(&owner, pool) && sender.is_ready() => Some(sender),
+    /// The held connection, if it belongs to `pool`; one to another endpoint goes back to
+    /// its own pool.
+    fn take(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<Incoming>> {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match held {
+            Some((sender, owner)) if Arc::ptr_eq(&owner, pool) => Some(sender),
             Some((sender, owner)) => {
                 owner.put(sender);
                 None
@@ -247,7 +252,14 @@ impl Client {
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Incoming>, Error> {
         let pool = &self.pool;
-        if let Some(mut reused) = slot.take_ready(pool).or_else(|| pool.checkout()) {
+        // A downstream HTTP/1.1 connection sends its next request only once the previous
+        // response has ended, so its upstream connection is done with it too, or about to be:
+        // wait for it rather than racing to open another.
+        let sticky = match slot.take(pool) {
+            Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+            None => None,
+        };
+        if let Some(mut reused) = sticky.or_else(|| pool.checkout()) {
             let sent = reused.try_send_request(req);
             slot.keep(reused, pool);
             match sent.await {
