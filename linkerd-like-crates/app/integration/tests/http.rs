@@ -12,7 +12,7 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
     let (upstream, seen) = hello_server("hello").await;
     let proxy = TestProxy::spawn(config(&[])).await;
     let mut client = http1_client(proxy.outbound).await;
-    for i in 0..5 {
+    for i in 0..50 {
         let req = http::Request::get(format!("http://{upstream}/n/{i}"))
             .body(Full::default())
             .unwrap();
@@ -20,7 +20,7 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
         assert_eq!(rsp.status(), 200);
         assert_eq!(body_string(rsp).await, "hello");
     }
-    assert_eq!(seen.requests(), 5);
+    assert_eq!(seen.requests(), 50);
     assert_eq!(
         seen.connections(),
         1,
@@ -30,7 +30,7 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
     let authority = format!("authority=\"{upstream}\"");
     assert_eq!(
         metric_value(&m, "request_total", &["direction=\"outbound\"", &authority]),
-        Some(5.0),
+        Some(50.0),
         "{m}"
     );
     assert_eq!(
@@ -43,7 +43,7 @@ async fn http1_explicit_mode_and_keepalive_pooling() {
                 "classification=\"success\""
             ]
         ),
-        Some(5.0)
+        Some(50.0)
     );
     assert!(proxy.shutdown().await);
 }
