@@ -15,6 +15,8 @@ mod connect;
 mod listen;
 
 pub use self::connect::{connect, ConnectError};
+#[cfg(feature = "test-util")]
+pub use self::listen::accepted_for_test;
 pub use self::listen::{bind, orig_dst, Accepted, ConnectionLimit, Listener};
 
 /// Options applied to every proxied socket.

@@ -58,6 +58,19 @@ impl Listener {
     }
 }
 
+/// Accepts one loopback connection, as if redirected from `orig_dst`: for tests of code that
+/// decides where an accepted connection goes.
+#[cfg(feature = "test-util")]
+pub async fn accepted_for_test(orig_dst: Option<SocketAddr>) -> io::Result<Accepted> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let client = TcpStream::connect(listener.local_addr()).await?;
+    let mut accepted = listener.accept().await?;
+    accepted.orig_dst = orig_dst;
+    // The client end may close; tests only look at the addresses.
+    drop(client);
+    Ok(accepted)
+}
+
 /// Reads the connection's original destination (`SO_ORIGINAL_DST`).
 pub fn orig_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
     let sock = socket2::SockRef::from(stream);

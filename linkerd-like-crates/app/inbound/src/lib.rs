@@ -74,13 +74,9 @@ mod tests {
     use super::*;
 
     async fn accepted(orig_dst: Option<SocketAddr>) -> Accepted {
-        let l = conduit_transport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let _c = tokio::net::TcpStream::connect(l.local_addr())
+        conduit_transport::accepted_for_test(orig_dst)
             .await
-            .unwrap();
-        let mut a = l.accept().await.unwrap();
-        a.orig_dst = orig_dst;
-        a
+            .unwrap()
     }
 
     #[tokio::test]
