@@ -3,8 +3,10 @@
 //! Before hyper sees an HTTP/1 connection, the first request's head is read and checked with
 //! `httparse` within the header-read timeout and the header size limit, so that a malformed
 //! request, an oversized head or a slowloris client gets a response carrying the
-//! `conduit-proxy-error` header (400, 431, 408) rather than hyper's bare one. Later requests on
-//! a keep-alive connection are bounded by hyper's own header timeout and buffer limit.
+//! `conduit-proxy-error` header (400, 431, 408) rather than hyper's bare one. For later
+//! requests on the connection hyper's own limits are set to [`HYPER_LIMIT_FACTOR`] times ours,
+//! and [`check_head`] enforces ours on each parsed request, so those get the header too; only
+//! a head beyond hyper's wider limit, or one hyper cannot parse, is answered by hyper alone.
 
 use crate::errors::PROXY_ERROR_HEADER;
 use crate::Http;
@@ -41,6 +43,9 @@ impl Default for ServerConfig {
 /// Hyper's HTTP/1 parser allows this many headers by default; the preflight agrees.
 const MAX_HEADERS: usize = 100;
 
+/// How much wider hyper's own head limits are than ours, so that ours speak first.
+pub const HYPER_LIMIT_FACTOR: usize = 4;
+
 /// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
 /// `drain` is signaled, until in-flight requests finish.
 pub async fn serve<I, S, B>(
@@ -72,8 +77,8 @@ where
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(config.header_read_timeout)
-                .max_buf_size(config.max_header_bytes.max(8192))
-                .max_headers(MAX_HEADERS);
+                .max_buf_size((HYPER_LIMIT_FACTOR * config.max_header_bytes).max(8192))
+                .max_headers(HYPER_LIMIT_FACTOR * MAX_HEADERS);
             let conn = builder
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
@@ -100,6 +105,23 @@ where
     }
 }
 
+/// Checks a parsed request against the head limits: at most `max_bytes` for the request line
+/// and headers as sent (names, values and separators), and at most 100 headers.
+pub fn check_head<B>(req: &http::Request<B>, max_bytes: usize) -> Result<(), crate::ErrorStatus> {
+    let headers = req.headers();
+    let size = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if size > max_bytes || headers.len() > MAX_HEADERS {
+        let (status, reason) = too_large();
+        return Err(crate::ErrorStatus::new(status, reason));
+    }
+    Ok(())
+}
+
 /// Reads the first request head; answers and returns `None` if it is not acceptable.
 async fn preflight<I>(
     io: PrefixedIo<I>,
@@ -112,7 +134,7 @@ where
     let mut buf = BytesMut::from(&prefix[..]);
     let deadline = tokio::time::Instant::now() + config.header_read_timeout;
     let refusal = loop {
-        match check_head(&buf, config.max_header_bytes) {
+        match check_raw_head(&buf, config.max_header_bytes) {
             Ok(true) => return Ok(Some(PrefixedIo::new(buf.freeze(), io))),
             Ok(false) => {}
             Err(refusal) => break refusal,
@@ -146,7 +168,7 @@ where
 }
 
 /// `Ok(true)` when `buf` holds a complete, valid head; `Ok(false)` when more is needed.
-fn check_head(buf: &[u8], max: usize) -> Result<bool, (StatusCode, &'static str)> {
+fn check_raw_head(buf: &[u8], max: usize) -> Result<bool, (StatusCode, &'static str)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -172,17 +194,37 @@ mod tests {
     use bytes::Bytes;
 
     #[test]
+    fn parsed_heads_are_held_to_the_same_limits() {
+        let small = http::Request::get("/a").header("x", "y").body(()).unwrap();
+        assert!(check_head(&small, 1024).is_ok());
+        let big = http::Request::get("/a")
+            .header("x", "y".repeat(2000))
+            .body(())
+            .unwrap();
+        let err = check_head(&big, 1024).unwrap_err();
+        assert_eq!(err.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let mut many = http::Request::get("/").body(()).unwrap();
+        for i in 0..101 {
+            many.headers_mut().insert(
+                http::HeaderName::from_bytes(format!("h{i}").as_bytes()).unwrap(),
+                http::HeaderValue::from_static("v"),
+            );
+        }
+        assert!(check_head(&many, 1 << 20).is_err());
+    }
+
+    #[test]
     fn heads_are_checked() {
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024),
+            check_raw_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 1024),
             Ok(true)
         );
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024),
+            check_raw_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024),
             Ok(false)
         );
         assert_eq!(
-            check_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 1024)
+            check_raw_head(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 1024)
                 .unwrap_err()
                 .0,
             StatusCode::BAD_REQUEST
@@ -190,7 +232,7 @@ mod tests {
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
         big.resize(2000, b'a');
         assert_eq!(
-            check_head(&big, 1024).unwrap_err().0,
+            check_raw_head(&big, 1024).unwrap_err().0,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
@@ -199,7 +241,7 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(
-            check_head(&many, 1 << 20).unwrap_err().0,
+            check_raw_head(&many, 1 << 20).unwrap_err().0,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
     }

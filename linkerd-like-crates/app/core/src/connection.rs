@@ -79,8 +79,7 @@ impl Connection {
                     self.clients.clone(),
                     http,
                     dst.target_addr,
-                    self.config.response_timeout,
-                    self.config.client.connect_timeout,
+                    &self.config,
                 );
                 let target = HttpTarget {
                     direction: self.direction,

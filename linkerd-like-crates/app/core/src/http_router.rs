@@ -1,4 +1,5 @@
 use crate::resolve::Resolve;
+use crate::Config;
 use conduit_addr::Addr;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, Slot};
@@ -42,6 +43,7 @@ struct Shared {
     fallback: Authority,
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
+    max_header_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -57,8 +59,7 @@ impl HttpRouter {
         clients: NewCache<Endpoint, NewClient>,
         http: Http,
         target_addr: SocketAddr,
-        response_timeout: Option<Duration>,
-        connect_timeout: Duration,
+        config: &Config,
     ) -> Self {
         let fallback = Authority::try_from(target_addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("localhost"));
@@ -74,8 +75,9 @@ impl HttpRouter {
             clients,
             http,
             fallback,
-            response_timeout,
-            connect_timeout,
+            response_timeout: config.response_timeout,
+            connect_timeout: config.client.connect_timeout,
+            max_header_bytes: config.server.max_header_bytes,
         };
         Self {
             shared: Arc::new(shared),
@@ -110,6 +112,7 @@ impl Shared {
         &self,
         mut req: http::Request<Incoming>,
     ) -> Result<http::Response<ProxyBody>, Error> {
+        conduit_http::server::check_head(&req, self.max_header_bytes)?;
         let resolve = match &self.target {
             Target::Fixed(client) => {
                 return forward::forward(

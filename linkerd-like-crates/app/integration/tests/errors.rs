@@ -225,3 +225,24 @@ async fn a_request_for_the_proxy_itself_is_refused_not_looped() {
     assert_eq!(rsp.status(), 508);
     assert!(reason(&rsp).contains("loop"), "{}", reason(&rsp));
 }
+
+#[tokio::test]
+async fn oversized_headers_later_on_a_keepalive_connection_are_431_too() {
+    let (upstream, _) = hello_server("ok").await;
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_HTTP_MAX_HEADER_BYTES", "16384")])).await;
+    let mut client = http1_client(proxy.outbound).await;
+    let ok = http::Request::get(format!("http://{upstream}/"))
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        bounded(client.send_request(ok)).await.unwrap().status(),
+        200
+    );
+    let big = http::Request::get(format!("http://{upstream}/"))
+        .header("x-big", "a".repeat(20_000))
+        .body(Full::default())
+        .unwrap();
+    let rsp = bounded(client.send_request(big)).await.unwrap();
+    assert_eq!(rsp.status(), 431);
+    assert!(reason(&rsp).contains("too large"), "{}", reason(&rsp));
+}
