@@ -246,3 +246,63 @@ async fn oversized_headers_later_on_a_keepalive_connection_are_431_too() {
     assert_eq!(rsp.status(), 431);
     assert!(reason(&rsp).contains("too large"), "{}", reason(&rsp));
 }
+
+/// Mixed good and bad traffic leaves nothing behind: every connection the proxy accepted or
+/// opened is closed again once clients go away.
+#[tokio::test]
+async fn nothing_is_left_open_after_a_burst_of_mixed_traffic() {
+    let (upstream, _) = hello_server("ok").await;
+    let echo = tcp_echo_server().await;
+    let proxy = TestProxy::spawn(config(&[
+        ("CONDUIT_PROXY_DETECT_TIMEOUT", "200ms"),
+        ("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "300ms"),
+    ]))
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let outbound = proxy.outbound;
+        tasks.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(outbound).await.unwrap();
+            let input = match i % 5 {
+                0 => format!("GET http://{upstream}/ HTTP/1.1\r\nConnection: close\r\n\r\n"),
+                1 => format!("CONNECT {echo} HTTP/1.1\r\n\r\nping"),
+                2 => "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_string(),
+                3 => "GET / HTTP/1.1\r\nHost: a\r\n".to_string(), // never finished
+                _ => "\u{16}\u{3}\u{1}garbage".to_string(),
+            };
+            let _ = s.write_all(input.as_bytes()).await;
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut sink)).await;
+        }));
+    }
+    for t in tasks {
+        bounded(t).await.unwrap();
+    }
+    bounded(async {
+        loop {
+            let m = proxy.metrics().await;
+            let open: f64 = m
+                .lines()
+                .filter(|l| l.starts_with("tcp_open_connections{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            // The admin scrape itself is not counted: it is not a proxied connection.
+            if open == 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let m = proxy.metrics().await;
+    let opened = metric_value(
+        &m,
+        "tcp_open_total",
+        &["direction=\"outbound\"", "peer=\"src\""],
+    );
+    assert!(opened >= Some(200.0), "{m}");
+    assert!(
+        proxy.shutdown().await,
+        "no connection may still be holding the drain"
+    );
+}
