@@ -242,3 +242,35 @@ async fn upstreams_that_close_after_each_response_still_serve_every_request() {
     }
     assert_eq!(seen.connections(), 4);
 }
+
+#[tokio::test]
+async fn connect_is_carried_through_to_an_upstream_that_tunnels() {
+    // The application behind the proxy is itself an HTTP proxy answering CONNECT.
+    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.method(), http::Method::CONNECT);
+        assert_eq!(req.uri(), "db.internal:5432");
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let upgraded = TokioIo::new(on_upgrade.await.unwrap());
+            let (mut r, mut w) = tokio::io::split(upgraded);
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+            w.shutdown().await.unwrap();
+        });
+        http::Response::new(Full::default())
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.inbound).await.unwrap();
+    stream
+        .write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"tunnelled bytes").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut out = String::new();
+    bounded(stream.read_to_string(&mut out)).await.unwrap();
+    assert_eq!(out, "tunnelled bytes");
+}
