@@ -134,12 +134,7 @@ async fn http2_multiplexes_many_streams_on_one_upstream_connection() {
 async fn websocket_upgrade_is_carried_through() {
     let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
         assert_eq!(req.headers()["upgrade"], "websocket");
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let upgraded = TokioIo::new(on_upgrade.await.unwrap());
-            let (mut r, mut w) = tokio::io::split(upgraded);
-            tokio::io::copy(&mut r, &mut w).await.unwrap();
-        });
+        echo_once_upgraded(&mut req);
         http::Response::builder()
             .status(101)
             .header("connection", "upgrade")
@@ -175,20 +170,25 @@ async fn websocket_upgrade_is_carried_through() {
 async fn connect_tunnels_in_explicit_mode_with_half_close() {
     let echo = tcp_echo_server().await;
     let proxy = TestProxy::spawn(config(&[])).await;
-    let mut stream = tokio::net::TcpStream::connect(proxy.outbound)
-        .await
-        .unwrap();
+    let out = connect_and_echo(proxy.outbound, &echo.to_string(), "through the tunnel").await;
+    assert_eq!(out, "through the tunnel");
+}
+
+/// Sends `CONNECT target` to `proxy`, expects 200, then sends `payload`, half-closes, and
+/// returns everything read back until the tunnel closes.
+async fn connect_and_echo(proxy: std::net::SocketAddr, target: &str, payload: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
     stream
-        .write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").as_bytes())
+        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    stream.write_all(b"through the tunnel").await.unwrap();
+    stream.write_all(payload.as_bytes()).await.unwrap();
     stream.shutdown().await.unwrap();
     let mut out = String::new();
     bounded(stream.read_to_string(&mut out)).await.unwrap();
-    assert_eq!(out, "through the tunnel");
+    out
 }
 
 /// Reads a response head byte by byte, so nothing after it is consumed.
@@ -249,28 +249,23 @@ async fn connect_is_carried_through_to_an_upstream_that_tunnels() {
     let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
         assert_eq!(req.method(), http::Method::CONNECT);
         assert_eq!(req.uri(), "db.internal:5432");
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let upgraded = TokioIo::new(on_upgrade.await.unwrap());
-            let (mut r, mut w) = tokio::io::split(upgraded);
-            tokio::io::copy(&mut r, &mut w).await.unwrap();
-            w.shutdown().await.unwrap();
-        });
+        echo_once_upgraded(&mut req);
         http::Response::new(Full::default())
     })
     .await;
     let fwd = app.to_string();
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
-    let mut stream = tokio::net::TcpStream::connect(proxy.inbound).await.unwrap();
-    stream
-        .write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_head(&mut stream).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    stream.write_all(b"tunnelled bytes").await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut out = String::new();
-    bounded(stream.read_to_string(&mut out)).await.unwrap();
+    let out = connect_and_echo(proxy.inbound, "db.internal:5432", "tunnelled bytes").await;
     assert_eq!(out, "tunnelled bytes");
+}
+
+/// Once `req`'s connection is upgraded, echoes what arrives on it, closing after the peer does.
+fn echo_once_upgraded(req: &mut http::Request<hyper::body::Incoming>) {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let upgraded = TokioIo::new(on_upgrade.await.unwrap());
+        let (mut r, mut w) = tokio::io::split(upgraded);
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
 }
