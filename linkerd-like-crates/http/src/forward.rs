@@ -85,6 +85,16 @@ fn to_origin_form<B>(req: &mut http::Request<B>, fallback: &http::uri::Authority
     }
 }
 
+/// The authority a request names: its URI's (absolute-form, CONNECT, HTTP/2), else a valid
+/// `Host` header.
+pub fn request_authority<B>(req: &http::Request<B>) -> Option<http::uri::Authority> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.clone());
+    }
+    let host = req.headers().get(http::header::HOST)?;
+    http::uri::Authority::try_from(host.as_bytes()).ok()
+}
+
 /// The request's URI in absolute form, as HTTP/2 carries it (`:scheme`, `:authority`).
 fn absolute_uri<B>(
     req: &http::Request<B>,
@@ -94,11 +104,7 @@ fn absolute_uri<B>(
     if uri.scheme().is_some() && uri.authority().is_some() {
         return Ok(uri.clone());
     }
-    let authority = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| http::uri::Authority::try_from(h.as_bytes()).ok())
-        .unwrap_or_else(|| fallback.clone());
+    let authority = request_authority(req).unwrap_or_else(|| fallback.clone());
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     Uri::builder()
         .scheme(http::uri::Scheme::HTTP)

@@ -127,7 +127,12 @@ impl Shared {
             Target::Authority(resolve) => resolve,
         };
 
-        let authority = request_authority(&req)?;
+        let authority = forward::request_authority(&req).ok_or_else(|| {
+            ErrorStatus::new(
+                StatusCode::BAD_REQUEST,
+                "request names no authority (no valid Host header)",
+            )
+        })?;
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(|e| {
             ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid authority: {e}"))
         })?;
@@ -164,19 +169,4 @@ impl Shared {
         });
         forward::forward(&client, &self.slot, req, &authority, self.response_timeout).await
     }
-}
-
-/// The authority a request names: its URI's (absolute-form, CONNECT, HTTP/2) or its `Host`.
-fn request_authority<B>(req: &http::Request<B>) -> Result<Authority, ErrorStatus> {
-    if let Some(a) = req.uri().authority() {
-        return Ok(a.clone());
-    }
-    let host = req.headers().get(http::header::HOST).ok_or_else(|| {
-        ErrorStatus::new(
-            StatusCode::BAD_REQUEST,
-            "request names no authority (no Host header)",
-        )
-    })?;
-    Authority::try_from(host.as_bytes())
-        .map_err(|_| ErrorStatus::new(StatusCode::BAD_REQUEST, "invalid Host header"))
 }
