@@ -199,10 +199,8 @@ impl Pool {
         shared.filter(|s| !s.is_closed())
     }
 
-    async fn h2_sender(&self) -> Result<http2::SendRequest<Incoming>, Error> {
-        if let Some(sender) = self.h2_open() {
-            return Ok(sender);
-        }
+    /// Makes the shared HTTP/2 connection, unless a concurrent request just made it.
+    async fn connect_h2(&self) -> Result<http2::SendRequest<Incoming>, Error> {
         // One connection attempt at a time: concurrent requests wait and share it.
         let _connecting = self.h2_connecting.lock().await;
         if let Some(sender) = self.h2_open() {
@@ -238,41 +236,43 @@ impl Client {
     ) -> Result<http::Response<Incoming>, Error> {
         match self.pool.endpoint.http {
             Http::H2 => {
-                let mut sender = self.pool.h2_sender().await?;
+                // Connecting is boxed so that the per-request future stays small: it is
+                // moved and allocated on every request, a connection is made rarely.
+                let mut sender = match self.pool.h2_open() {
+                    Some(sender) => sender,
+                    None => Box::pin(self.pool.connect_h2()).await?,
+                };
                 sender.ready().await?;
                 Ok(sender.send_request(req).await?)
             }
-            Http::Http1 => self.send_h1(slot, req).await,
-        }
-    }
-
-    async fn send_h1(
-        &self,
-        slot: &Slot,
-        req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, Error> {
-        let pool = &self.pool;
-        // A downstream HTTP/1.1 connection sends its next request only once the previous
-        // response has ended, so its upstream connection is done with it too, or about to be:
-        // wait for it rather than racing to open another.
-        let sticky = match slot.take(pool) {
-            Some(mut sender) => sender.ready().await.ok().map(|()| sender),
-            None => None,
-        };
-        if let Some(mut reused) = sticky.or_else(|| pool.checkout()) {
-            let sent = reused.try_send_request(req);
-            slot.keep(reused, pool);
-            match sent.await {
-                Ok(rsp) => return Ok(rsp),
-                Err(mut e) => match e.take_message() {
-                    // The peer closed the idle connection before the request went out:
-                    // nothing was sent, so it is safe to send it on a new connection.
-                    Some(req) => return self.send_fresh(slot, req).await,
-                    None => return Err(e.into_error().into()),
-                },
+            Http::Http1 => {
+                // Inline rather than an `async fn` of its own, which would hold a second copy
+                // of the request in its state: this future is moved on every request.
+                let pool = &self.pool;
+                // A downstream HTTP/1.1 connection sends its next request only once the
+                // previous response has ended, so its upstream connection is done with it
+                // too, or about to be: wait for it rather than racing to open another.
+                let sticky = match slot.take(pool) {
+                    Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+                    None => None,
+                };
+                let Some(mut reused) = sticky.or_else(|| pool.checkout()) else {
+                    // Boxed, as for HTTP/2: a new connection is the rare case.
+                    return Box::pin(self.send_fresh(slot, req)).await;
+                };
+                let sent = reused.try_send_request(req);
+                slot.keep(reused, pool);
+                match sent.await {
+                    Ok(rsp) => Ok(rsp),
+                    Err(mut e) => match e.take_message() {
+                        // The peer closed the idle connection before the request went out:
+                        // nothing was sent, so it is safe to send it on a new connection.
+                        Some(req) => Box::pin(self.send_fresh(slot, req)).await,
+                        None => Err(e.into_error().into()),
+                    },
+                }
             }
         }
-        self.send_fresh(slot, req).await
     }
 
     async fn send_fresh(

@@ -9,6 +9,7 @@ use http::{Method, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -18,11 +19,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// `Host`); it is normally the original destination. HTTP/1.1 requests reuse the upstream
 /// connection in `slot`. Upgrades and `CONNECT` tunnels are spliced once both sides agree;
 /// the splice runs as its own task.
+///
+/// The future owns what it uses, so a caller can box it as it is: every `async` layer
+/// wrapped around it would copy the request and this future's state again, per request.
 pub async fn forward(
-    client: &Client,
-    slot: &Slot,
+    client: Client,
+    slot: Arc<Slot>,
     mut req: http::Request<Incoming>,
-    authority: &http::uri::Authority,
+    authority: http::uri::Authority,
     response_timeout: Option<Duration>,
 ) -> Result<http::Response<ProxyBody>, Error> {
     let is_connect = req.method() == Method::CONNECT;
@@ -34,12 +38,12 @@ pub async fn forward(
     strip_hop_by_hop(req.headers_mut(), downstream.is_some() && !is_connect);
     if !is_connect {
         match client.endpoint().http {
-            Http::Http1 => to_origin_form(&mut req, authority),
-            Http::H2 => *req.uri_mut() = absolute_uri(&req, authority)?,
+            Http::Http1 => to_origin_form(&mut req, &authority),
+            Http::H2 => *req.uri_mut() = absolute_uri(&req, &authority)?,
         }
     }
 
-    let call = client.send(slot, req);
+    let call = client.send(&slot, req);
     let mut rsp = match response_timeout {
         Some(t) => tokio::time::timeout(t, call)
             .await

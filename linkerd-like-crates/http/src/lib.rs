@@ -18,6 +18,7 @@ pub mod client;
 pub mod errors;
 pub mod forward;
 pub mod headers;
+mod idle;
 pub mod server;
 
 pub use self::body::ProxyBody;

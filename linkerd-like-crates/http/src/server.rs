@@ -7,8 +7,13 @@
 //! requests on the connection hyper's own limits are set to [`HYPER_LIMIT_FACTOR`] times ours,
 //! and [`check_head`] enforces ours on each parsed request, so those get the header too; only
 //! a head beyond hyper's wider limit, or one hyper cannot parse, is answered by hyper alone.
+//!
+//! After the first request, the header-read timeout is kept by one idle timer per connection
+//! rather than hyper's per-request timer (see the `idle` module): a connection left idle, or
+//! dribbling its next head, for that long after its last response is closed.
 
 use crate::errors::PROXY_ERROR_HEADER;
+use crate::idle::{Activity, Tracked};
 use crate::Http;
 use bytes::BytesMut;
 use conduit_error::Error;
@@ -25,7 +30,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Limits on what a server accepts.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Time allowed to receive a request's head.
+    /// Time allowed to receive a connection's first request head, and for which a
+    /// keep-alive connection may sit idle (or dribble its next head) after a response.
     pub header_read_timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_header_bytes: usize,
@@ -67,29 +73,52 @@ where
     B::Data: Send,
     B::Error: Into<Error>,
 {
-    let svc = TowerToHyperService::new(svc);
     match http {
         Http::Http1 => {
             let Some(io) = preflight(io, config).await? else {
                 return Ok(());
             };
+            // The idle timer below stands in for hyper's header-read timeout (see `idle`).
+            let activity = Activity::new();
+            let svc = TowerToHyperService::new(Tracked::new(svc, activity.clone()));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(config.header_read_timeout)
+                .header_read_timeout(None)
                 .max_buf_size((HYPER_LIMIT_FACTOR * config.max_header_bytes).max(8192))
                 .max_headers(HYPER_LIMIT_FACTOR * MAX_HEADERS);
             let conn = builder
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
             tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => return res.map_err(Into::into),
-                _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
+            let timeout = config.header_read_timeout;
+            let idle = tokio::time::sleep(timeout);
+            tokio::pin!(idle);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    res = conn.as_mut() => return res.map_err(Into::into),
+                    _ = drain.signaled(), if !draining => {
+                        conn.as_mut().graceful_shutdown();
+                        draining = true;
+                    }
+                    () = idle.as_mut() => {
+                        let now = tokio::time::Instant::now();
+                        match activity.idle_deadline(timeout) {
+                            Some(deadline) if deadline <= now => {
+                                tracing::debug!(?timeout, "closing an idle HTTP/1 connection");
+                                return Ok(());
+                            }
+                            Some(deadline) => idle.as_mut().reset(deadline),
+                            None => idle.as_mut().reset(now + timeout),
+                        }
+                    }
+                }
             }
-            conn.await.map_err(Into::into)
         }
         Http::H2 => {
+            let svc = TowerToHyperService::new(svc);
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
             builder
                 .timer(TokioTimer::new())

@@ -37,7 +37,7 @@ struct Shared {
     /// The address the connection arrived on; an explicit-mode request for it would loop.
     target_addr: SocketAddr,
     /// The upstream HTTP/1.1 connection this downstream connection is using.
-    slot: Slot,
+    slot: Arc<Slot>,
     clients: NewCache<Endpoint, NewClient>,
     http: Http,
     fallback: Authority,
@@ -71,7 +71,7 @@ impl HttpRouter {
         let shared = Shared {
             target,
             target_addr,
-            slot: Slot::new(),
+            slot: Arc::new(Slot::new()),
             clients,
             http,
             fallback,
@@ -95,38 +95,64 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
     }
 
     fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
-        let shared = self.shared.clone();
-        // The one allocation per request: the stack boundary between hyper and the router.
-        Box::pin(async move {
-            let grpc = errors::is_grpc(&req);
-            Ok(shared
-                .handle(req)
-                .await
-                .unwrap_or_else(|e| errors::response(&e, grpc)))
-        })
+        let grpc = errors::is_grpc(&req);
+        let shared = &self.shared;
+        if let Err(e) = conduit_http::server::check_head(&req, shared.max_header_bytes) {
+            return Box::pin(std::future::ready(Ok(errors::response(&e.into(), grpc))));
+        }
+        // The one allocation per request, at the stack boundary between hyper and the
+        // router. The fixed-target future is boxed as `forward` returns it, with no `async`
+        // layer around it: each would copy the request and the state again.
+        match &shared.target {
+            Target::Fixed(client) => Box::pin(Respond {
+                handle: forward::forward(
+                    client.clone(),
+                    shared.slot.clone(),
+                    req,
+                    shared.fallback.clone(),
+                    shared.response_timeout,
+                ),
+                grpc,
+            }),
+            Target::Authority(resolve) => {
+                let (shared, resolve) = (shared.clone(), resolve.clone());
+                Box::pin(Respond {
+                    handle: async move { shared.explicit(&*resolve, req).await },
+                    grpc,
+                })
+            }
+        }
+    }
+}
+
+/// A request's future whose failure becomes an error response.
+#[pin_project::pin_project]
+struct Respond<F> {
+    #[pin]
+    handle: F,
+    grpc: bool,
+}
+
+impl<F> Future for Respond<F>
+where
+    F: Future<Output = Result<http::Response<ProxyBody>, Error>>,
+{
+    type Output = Result<http::Response<ProxyBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let rsp = std::task::ready!(this.handle.poll(cx));
+        Poll::Ready(Ok(rsp.unwrap_or_else(|e| errors::response(&e, *this.grpc))))
     }
 }
 
 impl Shared {
-    async fn handle(
+    /// An explicit-mode request: it goes to the authority it names.
+    async fn explicit(
         &self,
+        resolve: &dyn Resolve,
         mut req: http::Request<Incoming>,
     ) -> Result<http::Response<ProxyBody>, Error> {
-        conduit_http::server::check_head(&req, self.max_header_bytes)?;
-        let resolve = match &self.target {
-            Target::Fixed(client) => {
-                return forward::forward(
-                    client,
-                    &self.slot,
-                    req,
-                    &self.fallback,
-                    self.response_timeout,
-                )
-                .await
-            }
-            Target::Authority(resolve) => resolve,
-        };
-
         let authority = forward::request_authority(&req).ok_or_else(|| {
             ErrorStatus::new(
                 StatusCode::BAD_REQUEST,
@@ -167,6 +193,13 @@ impl Shared {
             addr: endpoint,
             http: self.http,
         });
-        forward::forward(&client, &self.slot, req, &authority, self.response_timeout).await
+        forward::forward(
+            client,
+            self.slot.clone(),
+            req,
+            authority,
+            self.response_timeout,
+        )
+        .await
     }
 }

@@ -164,6 +164,54 @@ async fn slowloris_gets_408_and_the_connection_closes() {
 }
 
 #[tokio::test]
+async fn a_keepalive_connection_left_idle_is_closed_after_the_header_timeout() {
+    let (upstream, _) = hello_server("ok").await;
+    let timeout = Duration::from_millis(300);
+    let proxy = TestProxy::spawn(config(&[(
+        "CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT",
+        "300ms",
+    )]))
+    .await;
+    let mut stream = TcpStream::connect(proxy.outbound).await.unwrap();
+    let head = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: {upstream}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut first = Vec::new();
+    while !first.ends_with(b"\r\n\r\nok") {
+        let mut chunk = [0u8; 512];
+        let n = bounded(stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&chunk[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200 "));
+
+    // The next head is started and never finished: the connection is closed a timeout after
+    // the last response, with nothing more sent.
+    let idle_from = tokio::time::Instant::now();
+    stream.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let mut rest = Vec::new();
+    bounded(stream.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert!(idle_from.elapsed() >= timeout - Duration::from_millis(50));
+}
+
+#[tokio::test]
+async fn a_slow_response_outlives_the_header_timeout() {
+    let (upstream, _) = http_server(|_req| async {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        http::Response::new(Full::from("late"))
+    })
+    .await;
+    let proxy = TestProxy::spawn(config(&[(
+        "CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT",
+        "300ms",
+    )]))
+    .await;
+    let rsp = via_proxy(&proxy, &format!("http://{upstream}/")).await;
+    assert_eq!(rsp.status(), 200);
+    assert_eq!(body_string(rsp).await, "late");
+}
+
+#[tokio::test]
 async fn garbage_never_kills_the_proxy() {
     let (upstream, _) = hello_server("still here").await;
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_DETECT_TIMEOUT", "200ms")])).await;
