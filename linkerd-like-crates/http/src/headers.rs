@@ -58,6 +58,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
         let tokens = headers
             .get_all(header::CONNECTION)
             .iter()
+            .filter(|v| !is_plain_connection_option(v.as_bytes()))
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim);
@@ -94,6 +95,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrading: bool) {
             header::HeaderValue::from_static("upgrade"),
         );
     }
+}
+
+/// `Connection: keep-alive` and `Connection: close`, nearly every message's, name no header.
+fn is_plain_connection_option(value: &[u8]) -> bool {
+    value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
 }
 
 /// True for an HTTP/1.1 request asking to switch protocols (`Connection: upgrade` + `Upgrade`).

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use tokio::time::{Duration, Instant};
 
@@ -123,18 +123,117 @@ impl<S> tower_layer::Layer<S> for HttpMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HttpMetricsService {
             inner,
-            metrics: self.metrics.clone(),
-            target: self.target.clone(),
+            recorder: Arc::new(Recorder {
+                metrics: self.metrics.clone(),
+                target: self.target.clone(),
+                last: Mutex::new(None),
+            }),
         }
     }
 }
 
 /// A service that records HTTP metrics; see [`HttpMetricsLayer`].
+///
+/// Each service made by the layer (in a proxy, one per connection) remembers the metric
+/// handles of the last authority it saw, so that a connection's run of requests to one
+/// authority records without hashing label sets or locking the shared families.
 #[derive(Clone, Debug)]
 pub struct HttpMetricsService<S> {
     inner: S,
+    recorder: Arc<Recorder>,
+}
+
+/// A service's target and the handles it used last.
+#[derive(Debug)]
+struct Recorder {
     metrics: HttpMetrics,
     target: HttpTarget,
+    last: Mutex<Option<Arc<Handles>>>,
+}
+
+/// The metrics of one request label set, and of the responses seen for it.
+#[derive(Debug)]
+struct Handles {
+    request: RequestLabels,
+    requests: Arc<Counter>,
+    /// By status and success; a handful at most, bounded by [`MAX_CACHED_RESPONSES`].
+    responses: Mutex<Vec<(u16, bool, Arc<ResponseStats>)>>,
+}
+
+/// Response label sets a [`Handles`] remembers; rarer ones go to the family each time.
+const MAX_CACHED_RESPONSES: usize = 8;
+
+impl Recorder {
+    /// Counts a request with this authority and returns its label set's handles.
+    fn request(&self, authority: Option<HeaderValue>) -> Arc<Handles> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = last.as_ref() {
+            if handles.request.authority == authority {
+                handles.requests.incr();
+                return handles.clone();
+            }
+        }
+        let mut request = RequestLabels {
+            target: self.target.clone(),
+            authority,
+        };
+        let family = &self.metrics.requests;
+        let requests = match family.get_or_create_within(&request, MAX_AUTHORITIES) {
+            Some(counter) => counter,
+            None => {
+                request.authority = None;
+                family.get_or_create(&request)
+            }
+        };
+        requests.incr();
+        let handles = Arc::new(Handles {
+            request,
+            requests,
+            responses: Mutex::new(Vec::new()),
+        });
+        *last = Some(handles.clone());
+        handles
+    }
+}
+
+impl Handles {
+    /// The response metrics for `status` and `success`.
+    fn response(&self, metrics: &HttpMetrics, status: u16, success: bool) -> Arc<ResponseStats> {
+        let mut cached = self
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, _, stats)) = cached
+            .iter()
+            .find(|(s, ok, _)| *s == status && *ok == success)
+        {
+            return stats.clone();
+        }
+        let labels = ResponseLabels {
+            request: self.request.clone(),
+            status,
+            success,
+        };
+        // Bounded like requests: one authority's statuses make a handful of label sets.
+        let responses = &metrics.responses;
+        let stats = match responses.get_or_create_within(&labels, 4 * MAX_AUTHORITIES) {
+            Some(stats) => stats,
+            None => {
+                let labels = ResponseLabels {
+                    request: RequestLabels {
+                        authority: None,
+                        ..labels.request
+                    },
+                    ..labels
+                };
+                responses.get_or_create(&labels)
+            }
+        };
+        if cached.len() < MAX_CACHED_RESPONSES {
+            cached.push((status, success, stats.clone()));
+        }
+        stats
+    }
 }
 
 impl<S> HttpMetricsService<S> {
@@ -170,21 +269,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let mut labels = RequestLabels {
-            target: self.target.clone(),
-            authority: authority_of(&req),
-        };
-        let requests = &self.metrics.requests;
-        match requests.get_or_create_within(&labels, MAX_AUTHORITIES) {
-            Some(counter) => counter.incr(),
-            None => {
-                labels.authority = None;
-                requests.get_or_create(&labels).incr();
-            }
-        }
+        let handles = self.recorder.request(authority_of(&req));
         ResponseFuture {
             inner: self.inner.call(req),
-            state: Some((self.metrics.clone(), labels, Instant::now())),
+            state: Some((self.recorder.clone(), handles, Instant::now())),
         }
     }
 }
@@ -195,7 +283,7 @@ where
 pub struct ResponseFuture<F> {
     #[pin]
     inner: F,
-    state: Option<(HttpMetrics, RequestLabels, Instant)>,
+    state: Option<(Arc<Recorder>, Arc<Handles>, Instant)>,
 }
 
 impl<F, RB, E> Future for ResponseFuture<F>
@@ -207,11 +295,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let rsp = ready!(this.inner.poll(cx))?;
-        let pending = this.state.take().map(|(metrics, request, start)| {
+        let pending = this.state.take().map(|(recorder, handles, start)| {
             let grpc_failed = grpc_failed(rsp.headers());
             Pending {
-                metrics,
-                request,
+                recorder,
+                handles,
                 status: rsp.status().as_u16(),
                 latency: start.elapsed(),
                 failed: rsp.status().is_server_error() || grpc_failed == Some(true),
@@ -230,8 +318,8 @@ fn grpc_failed(headers: &http::HeaderMap) -> Option<bool> {
 
 #[derive(Debug)]
 struct Pending {
-    metrics: HttpMetrics,
-    request: RequestLabels,
+    recorder: Arc<Recorder>,
+    handles: Arc<Handles>,
     status: u16,
     latency: Duration,
     failed: bool,
@@ -239,26 +327,10 @@ struct Pending {
 
 impl Pending {
     fn record(self, failed: bool) {
-        let labels = ResponseLabels {
-            request: self.request,
-            status: self.status,
-            success: !(self.failed || failed),
-        };
-        // Bounded like requests: one authority's statuses make a handful of label sets.
-        let responses = &self.metrics.responses;
-        let stats = match responses.get_or_create_within(&labels, 4 * MAX_AUTHORITIES) {
-            Some(stats) => stats,
-            None => {
-                let labels = ResponseLabels {
-                    request: RequestLabels {
-                        authority: None,
-                        ..labels.request
-                    },
-                    ..labels
-                };
-                responses.get_or_create(&labels)
-            }
-        };
+        let success = !(self.failed || failed);
+        let stats = self
+            .handles
+            .response(&self.recorder.metrics, self.status, success);
         stats.total.incr();
         stats.latency.record(self.latency);
     }
@@ -436,6 +508,59 @@ mod tests {
             t.contains("authority=\"\""),
             "overflow goes to an empty authority"
         );
+    }
+
+    #[tokio::test]
+    async fn one_service_switching_authorities_and_statuses_counts_each() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) =
+            mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        let sequence = [
+            ("a:80", 200),
+            ("a:80", 200),
+            ("b:80", 503),
+            ("a:80", 200),
+            ("a:80", 404),
+            ("b:80", 503),
+        ];
+        handle.allow(sequence.len() as u64);
+        for (authority, status) in sequence {
+            let req = http::Request::builder()
+                .uri("/")
+                .header("host", authority)
+                .body(())
+                .unwrap();
+            // A clone per request, as hyper makes: clones share the service's handles.
+            let mut one = svc.clone();
+            std::future::poll_fn(|cx| one.poll_ready(cx)).await.unwrap();
+            let fut = one.call(req);
+            let (_, send) = handle.next_request().await.unwrap();
+            let rsp = http::Response::builder().status(status);
+            send.send_response(rsp.body(Full::from("x")).unwrap());
+            fut.await.unwrap().into_body().collect().await.unwrap();
+        }
+        let t = text(&metrics);
+        let labels = |authority: &str| {
+            format!(
+                r#"direction="outbound",authority="{authority}",target_addr="127.0.0.1:8080",tls="disabled""#
+            )
+        };
+        for (authority, count) in [("a:80", 4), ("b:80", 2)] {
+            let line = format!("request_total{{{}}} {count}\n", labels(authority));
+            assert!(t.contains(&line), "{line} in {t}");
+        }
+        for (authority, status, class, count) in [
+            ("a:80", 200, "success", 3),
+            ("a:80", 404, "success", 1),
+            ("b:80", 503, "failure", 2),
+        ] {
+            let line = format!(
+                "response_total{{{},status_code=\"{status}\",classification=\"{class}\"}} {count}\n",
+                labels(authority)
+            );
+            assert!(t.contains(&line), "{line} in {t}");
+        }
     }
 
     /// A body that yields the frames it was given.
