@@ -515,7 +515,7 @@ mod tests {
         let metrics = HttpMetrics::default();
         let (svc, mut handle) =
             mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
-        let mut svc = metrics.layer(target()).layer(svc);
+        let svc = metrics.layer(target()).layer(svc);
         let sequence = [
             ("a:80", 200),
             ("a:80", 200),
