@@ -1,0 +1,18 @@
+//! Conduit's control-plane APIs, generated from the `.proto` files in `proto/` (the one source
+//! of truth for the wire) by prost and tonic at build time, with protox as a pure-Rust
+//! protobuf compiler, so no system `protoc` is needed.
+//!
+//! - [`destination`]: endpoints and profiles of services (`Get`, `GetProfile`); the stream
+//!   semantics are documented in `proto/destination.proto`.
+//!
+//! Besides the generated types, [`addr`] converts between the wire's addresses and std's.
+
+#![forbid(unsafe_code)]
+
+pub mod addr;
+
+/// The Destination API (`proto/destination.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+pub mod destination {
+    tonic::include_proto!("conduit.destination");
+}
