@@ -12,7 +12,12 @@
 pub mod addr;
 
 /// The Destination API (`proto/destination.proto`).
-#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
 pub mod destination {
     tonic::include_proto!("conduit.destination");
 }
