@@ -14,7 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_level = match trace::init(&config.log) {
+    let log_level = match trace::init(&config.log, "CONDUIT_PROXY_LOG") {
         Ok(l) => l,
         Err(e) => {
             eprintln!("conduit-proxy: {e}");

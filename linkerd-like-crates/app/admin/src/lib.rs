@@ -1,4 +1,4 @@
-//! The admin server (default `127.0.0.1:4191`).
+//! The admin server: the proxy's (default `127.0.0.1:4191`) and the controller's (`:9990`).
 //!
 //! | path | method | what |
 //! |---|---|---|
@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod process;
+pub mod trace;
 
 pub use self::process::mark_start;
 
@@ -28,6 +29,18 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// What `/metrics` serves: a process's metrics in the Prometheus text format.
+pub trait Metrics: Send + Sync + 'static {
+    /// Every metric, as text.
+    fn encode(&self) -> String;
+}
+
+impl Metrics for ProxyMetrics {
+    fn encode(&self) -> String {
+        ProxyMetrics::encode(self)
+    }
+}
+
 /// Reads and replaces the process's log filter.
 pub trait LogLevel: Send + Sync + 'static {
     /// The current filter.
@@ -39,7 +52,7 @@ pub trait LogLevel: Send + Sync + 'static {
 /// What the admin server serves.
 #[derive(Clone)]
 pub struct Admin {
-    metrics: ProxyMetrics,
+    metrics: Arc<dyn Metrics>,
     log_level: Arc<dyn LogLevel>,
     shutdown: Arc<tokio::sync::Notify>,
 }
@@ -56,12 +69,12 @@ const MAX_LOG_FILTER: usize = 4096;
 impl Admin {
     /// Serves `metrics`; `shutdown` is notified when `/shutdown` is called.
     pub fn new(
-        metrics: ProxyMetrics,
+        metrics: impl Metrics,
         log_level: Arc<dyn LogLevel>,
         shutdown: Arc<tokio::sync::Notify>,
     ) -> Self {
         Self {
-            metrics,
+            metrics: Arc::new(metrics),
             log_level,
             shutdown,
         }
@@ -195,4 +208,20 @@ fn text_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<By
     let mut rsp = Response::new(Full::new(body.into()));
     *rsp.status_mut() = status;
     rsp
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; shut down through the admin server");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
 }

@@ -33,7 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod trace;
+pub use conduit_app_admin::{shutdown_signal, trace};
 
 pub use self::config::{Config, ConfigError};
 pub use conduit_app_admin::LogLevel;
@@ -190,22 +190,6 @@ async fn keep_timer_armed(mut drain: drain::Watch) {
             _ = tick.tick() => {}
             _ = drain.signaled() => return,
         }
-    }
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; shut down through the admin server");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
     }
 }
 

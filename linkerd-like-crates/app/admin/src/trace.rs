@@ -1,16 +1,17 @@
 //! Logging: a `tracing` subscriber whose filter the admin server can replace at run time.
 
-use conduit_app_admin::LogLevel;
+use crate::LogLevel;
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing_subscriber::{
     layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Registry,
 };
 
-/// Installs the process-wide subscriber with `filter`; fails if the filter is invalid or a
-/// subscriber is already installed.
-pub fn init(filter: &str) -> Result<Arc<dyn LogLevel>, String> {
-    let parsed = EnvFilter::try_new(filter)
-        .map_err(|e| format!("CONDUIT_PROXY_LOG={filter:?} is invalid: {e}"))?;
+/// Installs the process-wide subscriber with `filter`, which came from `source` (the
+/// variable or flag named in the error when it is invalid); fails also if a subscriber is
+/// already installed.
+pub fn init(filter: &str, source: &str) -> Result<Arc<dyn LogLevel>, String> {
+    let parsed =
+        EnvFilter::try_new(filter).map_err(|e| format!("{source}={filter:?} is invalid: {e}"))?;
     let (layer, handle) = reload::Layer::new(parsed);
     tracing_subscriber::registry()
         .with(layer)
@@ -48,7 +49,7 @@ impl LogLevel for Reloadable {
     }
 }
 
-/// For proxies embedded in another program, which owns logging.
+/// For a proxy or controller embedded in another program, which owns logging.
 #[derive(Debug, Default)]
 pub struct Unmanaged;
 
@@ -58,6 +59,6 @@ impl LogLevel for Unmanaged {
     }
 
     fn set(&self, _: &str) -> Result<(), String> {
-        Err("this proxy's logging is managed by the program embedding it".to_string())
+        Err("logging is managed by the program embedding this one".to_string())
     }
 }

@@ -1,0 +1,147 @@
+//! The controller (`conduit-controller`): service discovery and the control-plane APIs.
+//!
+//! | port | what |
+//! |---|---|
+//! | `:8086` | gRPC: Destination (endpoint and profile streams) |
+//! | `:9990` | admin: `/metrics`, `/ready`, `/live` |
+//!
+//! Discovery comes from one source behind one index: a watched YAML file
+//! (`--discovery file:PATH`, the way to run without a cluster) or Kubernetes
+//! (`--discovery kubernetes`).
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod metrics;
+
+pub use self::args::{Args, Discovery};
+
+use conduit_app_admin::{Admin, LogLevel};
+use conduit_control_destination::{file, DestinationService, Index};
+use conduit_stack::drain;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Why the controller cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The discovery source could not be read.
+    #[error("discovery: {0}")]
+    Discovery(String),
+}
+
+/// A controller with its listeners bound and its index loaded, ready to [`run`](Bound::run).
+pub struct Bound {
+    args: Args,
+    index: Arc<Index>,
+    grpc: tokio::net::TcpListener,
+    admin: conduit_transport::Listener,
+    log_level: Arc<dyn LogLevel>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("grpc", &self.grpc_addr())
+            .field("admin", &self.admin_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds the listeners and loads the discovery source once, so that a bad registry or a
+/// taken port stops start-up with its reason.
+pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, StartError> {
+    let index = Index::new(args.cluster_domain.clone());
+    match &args.discovery {
+        Discovery::File(path) => file::load(path, &index)
+            .await
+            .map_err(|e| StartError::Discovery(e.to_string()))?,
+        Discovery::Kubernetes => {
+            return Err(StartError::Discovery(
+                "--discovery kubernetes is not available in this build yet; use file:PATH"
+                    .to_string(),
+            ))
+        }
+    }
+    let grpc = tokio::net::TcpListener::bind(args.destination_addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what: "gRPC",
+            addr: args.destination_addr,
+            source,
+        })?;
+    let admin = conduit_transport::bind(args.admin_addr).map_err(|source| StartError::Bind {
+        what: "admin",
+        addr: args.admin_addr,
+        source,
+    })?;
+    Ok(Bound {
+        args,
+        index,
+        grpc,
+        admin,
+        log_level,
+    })
+}
+
+impl Bound {
+    /// The gRPC listener's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.args.destination_addr)
+    }
+
+    /// The admin server's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr()
+    }
+
+    /// The index the controller serves from.
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// Serves until `shutdown` completes (or `/shutdown` is called on the admin server).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (grpc_addr, admin_addr) = (self.grpc_addr(), self.admin_addr());
+        let (signal, watch) = drain::channel();
+        let admin_shutdown = Arc::new(tokio::sync::Notify::new());
+        let metrics = metrics::ControllerMetrics::new(self.index.clone());
+        let admin = Admin::new(metrics, self.log_level, admin_shutdown.clone());
+        tokio::spawn(admin.serve(self.admin, watch.clone()));
+        if let Discovery::File(path) = &self.args.discovery {
+            tokio::spawn(file::watch(path.clone(), self.index.clone()));
+        }
+
+        let destination = DestinationService::new(self.index.clone()).into_server();
+        let mut grpc_drain = watch.clone();
+        let grpc = tonic::transport::Server::builder()
+            .add_service(destination)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async move {
+                grpc_drain.signaled().await;
+            });
+        let grpc = tokio::spawn(grpc);
+        drop(watch);
+        tracing::info!(grpc = %grpc_addr, admin = %admin_addr, "controller ready");
+
+        tokio::select! {
+            () = shutdown => {}
+            () = admin_shutdown.notified() => {}
+        }
+        tracing::info!("shutting down");
+        // Streams are endless by design: give them a moment to see the shutdown, then go.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), signal.drain()).await;
+        grpc.abort();
+    }
+}
