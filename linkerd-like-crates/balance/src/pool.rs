@@ -65,6 +65,11 @@ impl<K: Clone + Eq + Hash, E: Clone> Pool<K, E> {
         *self.members.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(next);
     }
 
+    /// Removes every endpoint.
+    pub fn clear(&self) {
+        *self.members.write().unwrap_or_else(PoisonError::into_inner) = Arc::from(Vec::new());
+    }
+
     fn snapshot(&self) -> Members<K, E> {
         self.members
             .read()

@@ -19,8 +19,10 @@ pub struct Config {
     pub response_timeout: Option<Duration>,
     /// Connections served at once.
     pub max_connections: usize,
-    /// How long a per-endpoint client is kept unused.
+    /// How long a per-endpoint client (or per-authority balancer) is kept unused.
     pub cache_idle: Duration,
+    /// How requests wait for a service's endpoints.
+    pub queue: crate::balancer::QueueConfig,
 }
 
 impl Default for Config {
@@ -33,6 +35,7 @@ impl Default for Config {
             response_timeout: None,
             max_connections: 10_000,
             cache_idle: Duration::from_secs(60),
+            queue: crate::balancer::QueueConfig::default(),
         }
     }
 }

@@ -50,6 +50,11 @@ impl Connection {
         &self.config
     }
 
+    /// The per-endpoint clients, shared with whatever else sends to endpoints.
+    pub fn clients(&self) -> &NewCache<Endpoint, NewClient> {
+        &self.clients
+    }
+
     /// Serves one accepted connection until it closes.
     pub async fn serve(&self, accepted: Accepted, dst: Destination, drain: drain::Watch) {
         let labels = TcpLabels {

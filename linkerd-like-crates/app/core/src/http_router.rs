@@ -1,3 +1,4 @@
+use crate::balancer::{Balancer, Choice, Discover};
 use crate::resolve::Resolve;
 use crate::Config;
 use conduit_addr::Addr;
@@ -22,6 +23,13 @@ pub enum Route {
     Fixed(SocketAddr),
     /// Each request goes to its own authority (explicit proxy mode), resolved by name.
     Authority(Arc<dyn Resolve>),
+    /// Every request goes to the endpoints the controller gives for this address (a
+    /// service's cluster IP, say), balanced; to the address itself if the controller does
+    /// not know it.
+    Discovered(SocketAddr, Discover),
+    /// Explicit mode through the controller: each request's authority is balanced over the
+    /// endpoints the controller gives, or resolved by name if the controller does not know it.
+    DiscoveredAuthority(Discover, Arc<dyn Resolve>),
 }
 
 /// The HTTP service for one connection: routes each request to an endpoint and forwards it.
@@ -50,6 +58,11 @@ struct Shared {
 enum Target {
     Fixed(Client),
     Authority(Arc<dyn Resolve>),
+    Balanced {
+        balancer: Arc<Balancer>,
+        fallback: Client,
+    },
+    DiscoveredAuthority(Discover, Arc<dyn Resolve>),
 }
 
 impl HttpRouter {
@@ -67,6 +80,13 @@ impl HttpRouter {
             // Looked up once per connection rather than per request.
             Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint { addr, http })),
             Route::Authority(resolve) => Target::Authority(resolve),
+            Route::Discovered(addr, discover) => Target::Balanced {
+                balancer: discover.balancer(addr.to_string(), http),
+                fallback: clients.new_service(Endpoint { addr, http }),
+            },
+            Route::DiscoveredAuthority(discover, resolve) => {
+                Target::DiscoveredAuthority(discover, resolve)
+            }
         };
         let shared = Shared {
             target,
@@ -121,6 +141,25 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
                     grpc,
                 })
             }
+            Target::Balanced { balancer, fallback } => {
+                let (shared, balancer) = (shared.clone(), balancer.clone());
+                let fallback = fallback.clone();
+                Box::pin(Respond {
+                    handle: async move {
+                        let choice = balancer.choose().await?;
+                        shared.send(choice, fallback, req).await
+                    },
+                    grpc,
+                })
+            }
+            Target::DiscoveredAuthority(discover, resolve) => {
+                let (shared, discover) = (shared.clone(), discover.clone());
+                let resolve = resolve.clone();
+                Box::pin(Respond {
+                    handle: async move { shared.discovered(&discover, &*resolve, req).await },
+                    grpc,
+                })
+            }
         }
     }
 }
@@ -147,21 +186,70 @@ where
 }
 
 impl Shared {
+    /// Sends a request where the balancer chose, or to `fallback`.
+    async fn send(
+        &self,
+        choice: Choice,
+        fallback: Client,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
+        let (client, mut picked) = match choice {
+            Choice::Endpoint(picked) => (picked.endpoint().clone(), Some(picked)),
+            Choice::Fallback => (fallback, None),
+        };
+        let rsp = forward::forward(
+            client,
+            self.slot.clone(),
+            req,
+            self.fallback.clone(),
+            self.response_timeout,
+        )
+        .await;
+        if let Some(picked) = &mut picked {
+            picked.observe();
+        }
+        rsp
+    }
+
+    /// An explicit-mode request through the controller.
+    async fn discovered(
+        &self,
+        discover: &Discover,
+        resolve: &dyn Resolve,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
+        // CONNECT opens a tunnel to exactly what it names.
+        if req.method() == Method::CONNECT {
+            return self.explicit(resolve, req).await;
+        }
+        let authority = forward::request_authority(&req).ok_or_else(no_authority)?;
+        let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
+        let balancer = discover.balancer(addr.to_string(), self.http);
+        match balancer.choose().await? {
+            Choice::Endpoint(mut picked) => {
+                let rsp = forward::forward(
+                    picked.endpoint().clone(),
+                    self.slot.clone(),
+                    req,
+                    authority,
+                    self.response_timeout,
+                )
+                .await;
+                picked.observe();
+                rsp
+            }
+            Choice::Fallback => self.explicit(resolve, req).await,
+        }
+    }
+
     /// An explicit-mode request: it goes to the authority it names.
     async fn explicit(
         &self,
         resolve: &dyn Resolve,
         mut req: http::Request<Incoming>,
     ) -> Result<http::Response<ProxyBody>, Error> {
-        let authority = forward::request_authority(&req).ok_or_else(|| {
-            ErrorStatus::new(
-                StatusCode::BAD_REQUEST,
-                "request names no authority (no valid Host header)",
-            )
-        })?;
-        let addr = Addr::from_http_authority(&authority, Some(80)).map_err(|e| {
-            ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid authority: {e}"))
-        })?;
+        let authority = forward::request_authority(&req).ok_or_else(no_authority)?;
+        let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
         let endpoint = match addr {
             Addr::Socket(sa) => sa,
             Addr::Name(name) => {
@@ -202,4 +290,15 @@ impl Shared {
         )
         .await
     }
+}
+
+fn no_authority() -> ErrorStatus {
+    ErrorStatus::new(
+        StatusCode::BAD_REQUEST,
+        "request names no authority (no valid Host header)",
+    )
+}
+
+fn invalid_authority(e: impl std::fmt::Display) -> ErrorStatus {
+    ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid authority: {e}"))
 }

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod balancer;
 mod config;
 mod connection;
 mod http_router;

@@ -287,3 +287,118 @@ pub fn require_tool(tool: &str, why: &str) -> Option<std::path::PathBuf> {
     }
     found
 }
+
+/// A controller with a file registry, in a runtime of its own so that killing it closes
+/// every connection it had, as killing the process would; it can start again on its port.
+pub struct TestController {
+    /// The gRPC address (`CONDUIT_PROXY_DESTINATION_SVC_ADDR`).
+    pub grpc: SocketAddr,
+    registry: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestController {
+    /// Starts a controller serving `registry` (YAML, see `conduit_control_destination::file`).
+    pub fn start(registry: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "conduit-test-controller-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("registry.yaml");
+        std::fs::write(&path, registry).unwrap();
+        let mut ctl = TestController {
+            grpc: "127.0.0.1:0".parse().unwrap(),
+            registry: path,
+            dir,
+            stop: None,
+            thread: None,
+        };
+        ctl.run();
+        ctl
+    }
+
+    fn run(&mut self) {
+        let args = conduit_app_controller::Args {
+            discovery: conduit_app_controller::Discovery::File(self.registry.clone()),
+            destination_addr: self.grpc,
+            admin_addr: "127.0.0.1:0".parse().unwrap(),
+            cluster_domain: "cluster.local".into(),
+            log: "info".into(),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
+                    .await
+                    .expect("controller binds");
+                bound_tx.send(bound.grpc_addr()).unwrap();
+                bound
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+            // Dropping the runtime cancels every connection task: the streams break.
+            drop(rt);
+        });
+        self.grpc = bound_rx
+            .recv_timeout(TIMEOUT)
+            .expect("the controller starts");
+        self.stop = Some(stop);
+        self.thread = Some(thread);
+    }
+
+    /// Kills the controller: every stream to it breaks.
+    pub fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+
+    /// Starts it again on the same address, with the registry as it is now.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    /// Replaces the registry (whole-file rename, as a ConfigMap update does).
+    pub fn write_registry(&self, text: &str) {
+        let tmp = self.registry.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.registry).unwrap();
+    }
+}
+
+impl Drop for TestController {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A registry with one service `name` in namespace `demo` on `port`, served by `endpoints`.
+pub fn registry(name: &str, port: u16, endpoints: &[SocketAddr]) -> String {
+    let mut text = format!(
+        "services:\n  - name: {name}\n    namespace: demo\n    ports:\n      - port: {port}\n        endpoints:\n"
+    );
+    if endpoints.is_empty() {
+        text = text.replace("        endpoints:\n", "        endpoints: []\n");
+    }
+    for e in endpoints {
+        text.push_str(&format!("          - address: {e}\n"));
+    }
+    text
+}

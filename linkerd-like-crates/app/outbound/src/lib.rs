@@ -6,11 +6,17 @@
 //! HTTP proxy, and each request goes to the authority it names (absolute-form URI, `CONNECT`
 //! target, or `Host` header), resolved through a [`Resolve`]r. Opaque TCP has nowhere to go
 //! in explicit mode and is refused.
+//!
+//! With the controller (a [`Discovery`]), HTTP requests are balanced over the endpoints the
+//! controller gives for the original destination (or, in explicit mode, for the request's
+//! authority); names the controller does not know go where they would without it.
 
 #![forbid(unsafe_code)]
 
+use conduit_app_core::balancer::Discover;
 use conduit_app_core::resolve::Resolve;
 use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route};
+pub use conduit_discovery::Discovery;
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
 use std::sync::Arc;
@@ -20,14 +26,25 @@ use std::sync::Arc;
 pub struct Outbound {
     conn: Connection,
     resolve: Arc<dyn Resolve>,
+    discover: Option<Discover>,
 }
 
 impl Outbound {
-    /// An outbound side recording into `metrics` and resolving names with `resolve`.
-    pub fn new(config: Config, metrics: ProxyMetrics, resolve: Arc<dyn Resolve>) -> Self {
+    /// An outbound side recording into `metrics`, resolving names with `resolve`, and
+    /// balancing over the controller's endpoints when `discovery` is given.
+    pub fn new(
+        config: Config,
+        metrics: ProxyMetrics,
+        resolve: Arc<dyn Resolve>,
+        discovery: Option<Discovery>,
+    ) -> Self {
+        let conn = Connection::new(Direction::Outbound, config.clone(), metrics);
+        let discover = discovery
+            .map(|d| Discover::new(d, conn.clients().clone(), config.queue, config.cache_idle));
         Self {
-            conn: Connection::new(Direction::Outbound, config, metrics),
+            conn,
             resolve,
+            discover,
         }
     }
 
@@ -37,12 +54,18 @@ impl Outbound {
             Some(dst) => Destination {
                 target_addr: dst,
                 tcp: Some(dst),
-                route: Route::Fixed(dst),
+                route: match &self.discover {
+                    Some(d) => Route::Discovered(dst, d.clone()),
+                    None => Route::Fixed(dst),
+                },
             },
             None => Destination {
                 target_addr: accepted.local,
                 tcp: None,
-                route: Route::Authority(self.resolve.clone()),
+                route: match &self.discover {
+                    Some(d) => Route::DiscoveredAuthority(d.clone(), self.resolve.clone()),
+                    None => Route::Authority(self.resolve.clone()),
+                },
             },
         }
     }
@@ -74,7 +97,12 @@ mod tests {
 
     #[tokio::test]
     async fn redirected_connections_follow_their_original_destination() {
-        let out = Outbound::new(Config::default(), ProxyMetrics::default(), Arc::new(Dns));
+        let out = Outbound::new(
+            Config::default(),
+            ProxyMetrics::default(),
+            Arc::new(Dns),
+            None,
+        );
         let dst = "10.1.1.1:8080".parse().unwrap();
         let d = out.destination(&accepted(Some(dst)).await);
         assert_eq!(d.target_addr, dst);
@@ -84,7 +112,12 @@ mod tests {
 
     #[tokio::test]
     async fn direct_connections_are_explicit_mode() {
-        let out = Outbound::new(Config::default(), ProxyMetrics::default(), Arc::new(Dns));
+        let out = Outbound::new(
+            Config::default(),
+            ProxyMetrics::default(),
+            Arc::new(Dns),
+            None,
+        );
         let a = accepted(None).await;
         let d = out.destination(&a);
         assert_eq!(d.target_addr, a.local);

@@ -38,6 +38,18 @@ pub struct Config {
     pub log: String,
     /// Runtime worker threads.
     pub cores: usize,
+    /// The controller's Destination API, if any: without it the proxy runs standalone
+    /// (original destinations and DNS).
+    pub destination: Option<DestinationConfig>,
+}
+
+/// Where the controller is, and who this proxy is to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationConfig {
+    /// `host:port` of the controller's gRPC API.
+    pub addr: String,
+    /// Sent with every request (for example `ns:demo`), so the controller knows who asks.
+    pub context: String,
 }
 
 /// Linkerd's default opaque ports: server-speaks-first protocols (SMTP, MySQL, Galera,
@@ -85,7 +97,21 @@ impl Config {
                 "a positive connection count",
             )?,
             cache_idle: defaults.cache_idle,
+            queue: conduit_app_core::balancer::QueueConfig {
+                timeout: env.duration("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "3s")?,
+                capacity: env.parse(
+                    "CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY",
+                    "100",
+                    "a positive request count",
+                )?,
+            },
         };
+        if side.queue.capacity == 0 {
+            return Err(env.invalid(
+                "CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY",
+                "a positive request count",
+            ));
+        }
         if side.max_connections == 0 {
             return Err(env.invalid(
                 "CONDUIT_PROXY_MAX_CONNECTIONS",
@@ -108,6 +134,7 @@ impl Config {
             shutdown_grace_period: env.duration("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "30s")?,
             log: get("CONDUIT_PROXY_LOG").unwrap_or_else(|| "info".to_string()),
             cores,
+            destination: env.destination()?,
         })
     }
 }
@@ -165,6 +192,28 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             None => Ok(None),
             Some(_) => self.duration(var, "").map(Some),
         }
+    }
+
+    /// `CONDUIT_PROXY_DESTINATION_SVC_ADDR` (`host:port`) and `..._CONTEXT`.
+    fn destination(&self) -> Result<Option<DestinationConfig>, ConfigError> {
+        let var = "CONDUIT_PROXY_DESTINATION_SVC_ADDR";
+        let Some(addr) = (self.0)(var).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let addr = addr.trim().to_string();
+        let valid = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !valid {
+            return Err(self.invalid(
+                var,
+                "a host and port, such as conduit-destination.conduit.svc.cluster.local:8086",
+            ));
+        }
+        Ok(Some(DestinationConfig {
+            addr,
+            context: self.get_or("CONDUIT_PROXY_DESTINATION_CONTEXT", ""),
+        }))
     }
 
     /// A comma-separated list of ports and inclusive ranges (`25,3306,8000-8010`).
@@ -231,6 +280,20 @@ mod tests {
         assert_eq!(c.inbound_forward, Some("127.0.0.1:7000".parse().unwrap()));
         assert_eq!(c.side.response_timeout, Some(Duration::from_secs(2)));
         assert_eq!(c.shutdown_grace_period, Duration::from_secs(60));
+        assert_eq!(c.destination, None);
+
+        let c = config(&[
+            ("CONDUIT_PROXY_DESTINATION_SVC_ADDR", "localhost:8086"),
+            ("CONDUIT_PROXY_DESTINATION_CONTEXT", "ns:demo"),
+            ("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "500ms"),
+        ])
+        .unwrap();
+        let d = c.destination.unwrap();
+        assert_eq!(
+            (d.addr.as_str(), d.context.as_str()),
+            ("localhost:8086", "ns:demo")
+        );
+        assert_eq!(c.side.queue.timeout, Duration::from_millis(500));
     }
 
     #[test]
@@ -245,6 +308,10 @@ mod tests {
             ("CONDUIT_PROXY_CORES", "-1"),
             ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", "7000"),
             ("CONDUIT_PROXY_DETECT_MAX_BYTES", "0"),
+            ("CONDUIT_PROXY_DESTINATION_SVC_ADDR", "controller"),
+            ("CONDUIT_PROXY_DESTINATION_SVC_ADDR", ":8086"),
+            ("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "soon"),
+            ("CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY", "0"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

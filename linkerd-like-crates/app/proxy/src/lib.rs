@@ -29,13 +29,17 @@
 //! | `CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD` | `30s` | time in-flight work gets after a shutdown begins |
 //! | `CONDUIT_PROXY_LOG` | `info` | log filter (`warn,conduit=debug`...), changeable at `/proxy-log-level` |
 //! | `CONDUIT_PROXY_CORES` | `1` | worker threads |
+//! | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | unset | the controller's gRPC API (`host:port`); unset runs standalone: original destinations and DNS |
+//! | `CONDUIT_PROXY_DESTINATION_CONTEXT` | empty | who this proxy is to the controller (for example `ns:demo`) |
+//! | `CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT` | `3s` | how long a request waits for a service with no endpoints (then 503) |
+//! | `CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY` | `100` | requests that may wait per service; more get 503 at once |
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
-pub use self::config::{Config, ConfigError};
+pub use self::config::{Config, ConfigError, DestinationConfig};
 pub use conduit_app_admin::LogLevel;
 pub use conduit_app_core::resolve;
 
@@ -144,7 +148,18 @@ impl Bound {
         let (signal, watch) = drain::channel();
         let admin_shutdown = Arc::new(tokio::sync::Notify::new());
         let side = self.config.side.clone();
-        let outbound = Outbound::new(side.clone(), self.metrics.clone(), self.resolve);
+        let discovery = match &self.config.destination {
+            Some(d) => match conduit_discovery::Discovery::new(&d.addr, d.context.clone()) {
+                Ok(discovery) => Some(discovery),
+                Err(error) => {
+                    // Validated at start-up; a failure here is a bug, not a configuration.
+                    tracing::error!(%error, "running without the controller");
+                    None
+                }
+            },
+            None => None,
+        };
+        let outbound = Outbound::new(side.clone(), self.metrics.clone(), self.resolve, discovery);
         let inbound = Inbound::new(side, self.metrics.clone(), self.config.inbound_forward);
         let admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
         tokio::spawn(outbound.serve(self.outbound, watch.clone()));

@@ -1,0 +1,247 @@
+//! Per-authority balancers fed by the controller.
+//!
+//! A [`Balancer`] follows one authority's endpoints (a `Get` stream, shared by every
+//! connection to that authority through [`Discover`]'s idle-evicting cache) and picks an
+//! endpoint per request with P2C over peak-EWMA. What it answers:
+//!
+//! - endpoints known: one of them;
+//! - the controller does not know the name: [`Choice::Fallback`] (the original destination,
+//!   or DNS in explicit mode);
+//! - the service exists but has no endpoints: the request waits, in a bounded queue, for
+//!   endpoints to appear, and fails with 503 when the queue timeout passes or the queue is
+//!   full;
+//! - no answer yet from the controller: the request waits likewise; if the controller has not
+//!   answered by the timeout the balancer falls back, and keeps falling back at once until an
+//!   answer comes, so an unreachable controller costs one wait, not one per request.
+
+use conduit_balance::{Picked, Pool};
+use conduit_discovery::{Discovery, Resolution, Resolved};
+use conduit_http::client::{Client, Endpoint, NewClient};
+use conduit_http::{ErrorStatus, Http};
+use conduit_stack::{NewCache, NewService};
+use http::StatusCode;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// A new endpoint's latency estimate before its first response (linkerd2-proxy's default).
+const INITIAL_RTT: Duration = Duration::from_millis(30);
+/// How fast latency estimates decay.
+const DECAY: Duration = Duration::from_secs(10);
+
+/// How requests wait for endpoints.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueConfig {
+    /// The longest a request waits for endpoints.
+    pub timeout: Duration,
+    /// Requests that may wait at once per authority; more fail at once with 503.
+    pub capacity: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(3),
+            capacity: 100,
+        }
+    }
+}
+
+/// The balancers of a proxy, one per authority and protocol, evicted when idle.
+#[derive(Clone, Debug)]
+pub struct Discover {
+    balancers: Arc<NewCache<(String, Http), NewBalancer>>,
+}
+
+impl Discover {
+    /// Balancers following `discovery`, with endpoint clients from `clients`.
+    pub fn new(
+        discovery: Discovery,
+        clients: NewCache<Endpoint, NewClient>,
+        queue: QueueConfig,
+        idle: Duration,
+    ) -> Self {
+        let new = NewBalancer {
+            discovery,
+            clients,
+            queue,
+        };
+        Self {
+            balancers: Arc::new(NewCache::new(new, idle)),
+        }
+    }
+
+    /// The balancer for `authority` (`host:port` or `ip:port`), speaking `http` to endpoints.
+    pub fn balancer(&self, authority: String, http: Http) -> Arc<Balancer> {
+        self.balancers.new_service((authority, http))
+    }
+}
+
+/// Builds a [`Balancer`] per authority.
+#[derive(Clone, Debug)]
+pub struct NewBalancer {
+    discovery: Discovery,
+    clients: NewCache<Endpoint, NewClient>,
+    queue: QueueConfig,
+}
+
+impl NewService<(String, Http)> for NewBalancer {
+    type Service = Arc<Balancer>;
+
+    fn new_service(&self, (authority, http): (String, Http)) -> Arc<Balancer> {
+        let resolved = self.discovery.resolve(&authority);
+        Arc::new(Balancer {
+            authority,
+            http,
+            clients: self.clients.clone(),
+            pool: Pool::new(INITIAL_RTT, DECAY),
+            state: Mutex::new(State {
+                resolved,
+                kind: Kind::Pending,
+                gave_up_waiting: false,
+                first: true,
+            }),
+            waiting: Semaphore::new(self.queue.capacity),
+            queue: self.queue,
+        })
+    }
+}
+
+/// One authority's endpoints and their pool.
+#[derive(Debug)]
+pub struct Balancer {
+    authority: String,
+    http: Http,
+    clients: NewCache<Endpoint, NewClient>,
+    pool: Pool<SocketAddr, Client>,
+    state: Mutex<State>,
+    waiting: Semaphore,
+    queue: QueueConfig,
+}
+
+#[derive(Debug)]
+struct State {
+    resolved: Resolved<Resolution>,
+    kind: Kind,
+    /// The controller did not answer within a queue timeout: fall back until it does.
+    gave_up_waiting: bool,
+    first: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Pending,
+    Unknown,
+    Known,
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Choice {
+    /// To this endpoint; call [`Picked::observe`] when its response arrives.
+    Endpoint(Picked<SocketAddr, Client>),
+    /// The controller does not know the name: resolve it another way.
+    Fallback,
+}
+
+impl Balancer {
+    /// The authority balanced.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The endpoints' addresses now.
+    pub fn endpoints(&self) -> Vec<SocketAddr> {
+        self.pool.keys()
+    }
+
+    /// Applies the latest resolution, if it changed; returns what is known and a handle to
+    /// wait on for the next change.
+    fn refresh(&self) -> (Kind, bool) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.first || state.resolved.has_changed() {
+            state.first = false;
+            match state.resolved.update() {
+                Resolution::Pending => state.kind = Kind::Pending,
+                Resolution::Unknown => {
+                    state.kind = Kind::Unknown;
+                    state.gave_up_waiting = false;
+                    self.pool.clear();
+                }
+                Resolution::Known(set) => {
+                    state.kind = Kind::Known;
+                    state.gave_up_waiting = false;
+                    let http = self.http;
+                    self.pool
+                        .set(set.iter().map(|(a, m)| (*a, m.weight)), |addr| {
+                            self.clients.new_service(Endpoint { addr: *addr, http })
+                        });
+                    tracing::debug!(authority = %self.authority, endpoints = set.len(), "endpoints changed");
+                }
+            }
+        }
+        (state.kind, state.gave_up_waiting)
+    }
+
+    fn give_up_waiting(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.kind == Kind::Pending {
+            state.gave_up_waiting = true;
+        }
+    }
+
+    fn watcher(&self) -> Resolved<Resolution> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolved
+            .clone()
+    }
+
+    /// Chooses where one request goes, waiting (bounded) for endpoints when there are none.
+    pub async fn choose(&self) -> Result<Choice, ErrorStatus> {
+        let deadline = tokio::time::Instant::now() + self.queue.timeout;
+        let mut permit = None;
+        loop {
+            match self.refresh() {
+                (Kind::Unknown, _) | (Kind::Pending, true) => return Ok(Choice::Fallback),
+                (Kind::Known, _) => {
+                    if let Some(picked) = self.pool.pick() {
+                        return Ok(Choice::Endpoint(picked));
+                    }
+                }
+                (Kind::Pending, false) => {}
+            }
+            if permit.is_none() {
+                permit = Some(self.waiting.try_acquire().map_err(|_| {
+                    ErrorStatus::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "too many requests waiting for endpoints of {}",
+                            self.authority
+                        ),
+                    )
+                })?);
+            }
+            // A clone seen up to the state just applied: a change made since then wakes it.
+            let mut watcher = self.watcher();
+            if tokio::time::timeout_at(deadline, watcher.changed())
+                .await
+                .is_err()
+            {
+                return match self.refresh() {
+                    (Kind::Pending, _) => {
+                        tracing::info!(authority = %self.authority, "no answer from the controller; falling back");
+                        self.give_up_waiting();
+                        Ok(Choice::Fallback)
+                    }
+                    _ => Err(ErrorStatus::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("no endpoints for {}", self.authority),
+                    )),
+                };
+            }
+        }
+    }
+}
