@@ -33,6 +33,22 @@ fn demo_runs_a_mesh_and_prints_golden_metrics() {
         let p99: f64 = cols[5].parse().unwrap();
         assert!(p50 > 0.0 && p99 >= p50, "{row}");
     }
+    // books' two replicas both serve: web's proxy balances over them, found through the
+    // controller.
+    let replicas = last_table
+        .lines()
+        .find(|l| l.starts_with("books replicas"))
+        .unwrap_or_else(|| panic!("no replica line in:\n{stdout}"));
+    for pod in ["books-0", "books-1"] {
+        let share: f64 = replicas
+            .split(&format!("{pod} "))
+            .nth(1)
+            .and_then(|rest| rest.split('%').next())
+            .unwrap_or_else(|| panic!("no {pod} in {replicas}"))
+            .parse()
+            .unwrap();
+        assert!(share >= 20.0, "{replicas}");
+    }
     // web needs both back ends, whose failures are deliberate: it cannot be perfect.
     let web = last_table.lines().find(|l| l.starts_with("web.")).unwrap();
     assert!(!web.contains("100.00%"), "{web}");

@@ -67,14 +67,17 @@ impl PeakEwma {
     fn observe(&self, rtt: Duration, now: Instant) {
         let rtt = rtt.as_nanos() as f64;
         let mut e = self.estimate.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.decayed(&e, now);
+        let elapsed = now.saturating_duration_since(e.stamp).as_nanos() as f64;
+        let w = (-elapsed / self.decay.as_nanos().max(1) as f64).exp();
+        // The estimate as read now is the stored one decayed by `w` (Finagle's `observe(0)`);
+        // a sample moves it by the same weight, so a busy endpoint's estimate drifts toward
+        // its latency exactly as fast as an idle one's decays toward zero.
+        let current = e.rtt * w;
         e.rtt = if rtt > current {
             // The peak: a slow response counts in full at once.
             rtt
         } else {
-            let elapsed = now.saturating_duration_since(e.stamp).as_nanos() as f64;
-            let w = (-elapsed / self.decay.as_nanos().max(1) as f64).exp();
-            current * w + rtt * (1.0 - w)
+            current + rtt * (1.0 - w)
         };
         e.stamp = now;
     }

@@ -169,6 +169,24 @@ mod tests {
         );
     }
 
+    /// One request at a time, as light traffic is: no request is ever in flight when the
+    /// next is picked, so only the latency estimates decide. Equal endpoints must still share.
+    #[tokio::test(start_paused = true)]
+    async fn equal_endpoints_share_light_sequential_traffic() {
+        let pool = pool();
+        pool.set([("a", 1), ("b", 1)], |k| k);
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for _ in 0..2000 {
+            let mut p = pool.pick().unwrap();
+            tokio::time::advance(Duration::from_millis(3)).await;
+            p.observe();
+            *counts.entry(*p.key()).or_default() += 1;
+            drop(p);
+            tokio::time::advance(Duration::from_millis(22)).await;
+        }
+        assert!(counts["a"] > 600 && counts["b"] > 600, "{counts:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_busy_endpoint_gets_less_and_a_removed_one_none() {
         let pool = pool();

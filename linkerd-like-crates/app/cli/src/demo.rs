@@ -1,16 +1,18 @@
 //! `conduit demo`: a mesh on this machine, no cluster and no root needed.
 //!
-//! Three services in namespace `demo` (`web` calling `books` and `authors`) each run as a
-//! "pod" on its own loopback address (127.0.1.1, .2, .3), with its application on the
-//! service's port and its own `conduit-proxy` on the usual proxy ports (4140 outbound, 4143
-//! inbound, 4191 admin) of that address. Service names resolve to the pods' inbound proxies,
-//! as a ClusterIP would route them; `web` reaches the others through its outbound proxy.
-//! Traffic flows into `web`, some of it fails on purpose, and a table of each service's
-//! golden metrics, read from the proxies' `/metrics`, refreshes until Ctrl-C or `--duration`.
+//! Three services in namespace `demo` (`web` calling `books` and `authors`; `books` with two
+//! replicas) run as "pods", each on its own loopback address (web-0 127.0.1.1, books-0
+//! 127.0.1.2, authors-0 127.0.1.3, books-1 127.0.1.4), with the application on the service's
+//! port and its own `conduit-proxy` on the usual proxy ports (4140 outbound, 4143 inbound,
+//! 4191 admin) of that address. A controller runs on its default ports (gRPC 127.0.0.1:8086,
+//! admin 127.0.0.1:9990) with a file registry of the services, whose endpoints are the pods'
+//! inbound proxies; `web` finds `books` and `authors` through it, and its proxy balances
+//! requests over the books replicas. Traffic flows into `web`, some of it fails on purpose,
+//! and a table of each service's golden metrics, read from the proxies' `/metrics`,
+//! refreshes until Ctrl-C or `--duration`.
 
 use crate::stats::{parse, Golden};
 use bytes::Bytes;
-use conduit_addr::{Addr, NameAddr};
 use conduit_app_proxy::{resolve, trace, Config, Proxy};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -44,7 +46,7 @@ pub struct Options {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// An address was taken.
-    #[error("{what} cannot listen on {addr}: {source} (is another demo running?)")]
+    #[error("{what} cannot listen on {addr}: {source} (is another demo or controller running?)")]
     Bind {
         /// What wanted the address.
         what: String,
@@ -54,13 +56,26 @@ pub enum DemoError {
         #[source]
         source: std::io::Error,
     },
+    /// The registry file could not be written.
+    #[error("cannot write the demo registry {path:?}: {source}")]
+    Registry {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The controller could not start.
+    #[error("the controller cannot start: {0} (is another demo or controller running?)")]
+    Controller(String),
 }
 
 /// One demo service.
 #[derive(Clone, Copy, Debug)]
 struct Service {
     name: &'static str,
-    ip: Ipv4Addr,
+    /// Its pods' addresses, one per replica.
+    replicas: &'static [Ipv4Addr],
     port: u16,
     /// Requests that fail on purpose, per thousand.
     failure_per_mille: u64,
@@ -70,21 +85,21 @@ struct Service {
 
 const WEB: Service = Service {
     name: "web",
-    ip: Ipv4Addr::new(127, 0, 1, 1),
+    replicas: &[Ipv4Addr::new(127, 0, 1, 1)],
     port: 7000,
     failure_per_mille: 0,
     latency_ms: (0, 1),
 };
 const BOOKS: Service = Service {
     name: "books",
-    ip: Ipv4Addr::new(127, 0, 1, 2),
+    replicas: &[Ipv4Addr::new(127, 0, 1, 2), Ipv4Addr::new(127, 0, 1, 4)],
     port: 7001,
     failure_per_mille: 50,
     latency_ms: (1, 5),
 };
 const AUTHORS: Service = Service {
     name: "authors",
-    ip: Ipv4Addr::new(127, 0, 1, 3),
+    replicas: &[Ipv4Addr::new(127, 0, 1, 3)],
     port: 7002,
     failure_per_mille: 100,
     latency_ms: (2, 8),
@@ -95,13 +110,37 @@ impl Service {
     fn authority(&self) -> String {
         format!("{}.demo.svc.cluster.local:{}", self.name, self.port)
     }
+    fn pods(&self) -> impl Iterator<Item = Pod> + '_ {
+        self.replicas.iter().enumerate().map(|(i, ip)| Pod {
+            service: *self,
+            name: format!("{}-{i}", self.name),
+            ip: *ip,
+        })
+    }
+}
+
+/// One replica of a service: its application and its proxy, on the pod's own address.
+#[derive(Clone, Debug)]
+struct Pod {
+    service: Service,
+    name: String,
+    ip: Ipv4Addr,
+}
+
+impl Pod {
     fn app(&self) -> SocketAddr {
-        SocketAddr::from((self.ip, self.port))
+        SocketAddr::from((self.ip, self.service.port))
     }
     fn proxy_port(&self, port: u16) -> SocketAddr {
         SocketAddr::from((self.ip, port))
     }
 }
+
+/// The controller's default ports, on loopback.
+const CONTROLLER_GRPC: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8086);
+const CONTROLLER_ADMIN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9990);
 
 /// A small non-cryptographic generator (xorshift): the demo only needs variety.
 #[derive(Debug)]
@@ -166,12 +205,13 @@ fn bind_error(what: String, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> 
     move |source| DemoError::Bind { what, addr, source }
 }
 
-/// Serves one demo application.
-async fn start_app(svc: Service, dice: Arc<Dice>) -> Result<(), DemoError> {
-    let listener = TcpListener::bind(svc.app())
+/// Serves one pod's application.
+async fn start_app(pod: &Pod, dice: Arc<Dice>) -> Result<(), DemoError> {
+    let listener = TcpListener::bind(pod.app())
         .await
-        .map_err(bind_error(format!("the {} app", svc.name), svc.app()))?;
-    let outbound = client_via(svc.proxy_port(4140));
+        .map_err(bind_error(format!("the {} app", pod.name), pod.app()))?;
+    let outbound = client_via(pod.proxy_port(4140));
+    let svc = pod.service;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let (dice, outbound) = (dice.clone(), outbound.clone());
@@ -245,44 +285,89 @@ async fn handle(
     rsp
 }
 
-/// The names every demo proxy resolves: each service's authority to its pod's inbound proxy.
-fn hosts() -> HashMap<NameAddr, Vec<SocketAddr>> {
-    SERVICES
-        .iter()
-        .filter_map(|s| match s.authority().parse::<Addr>() {
-            Ok(Addr::Name(name)) => Some((name, vec![s.proxy_port(4143)])),
-            _ => None,
-        })
-        .collect()
+/// The controller's registry: each service's endpoints are its pods' inbound proxies, as a
+/// Kubernetes EndpointSlice lists its pods.
+fn registry() -> String {
+    let mut text = String::from("services:\n");
+    for svc in SERVICES {
+        let _ = write!(
+            text,
+            "  - name: {}\n    namespace: demo\n    ports:\n      - port: {}\n        endpoints:\n",
+            svc.name, svc.port
+        );
+        for pod in svc.pods() {
+            let _ = write!(
+                text,
+                "          - address: {}\n            labels: {{pod: {}, workload: {}}}\n",
+                pod.proxy_port(4143),
+                pod.name,
+                svc.name
+            );
+        }
+    }
+    text
 }
 
-async fn start_proxy(svc: Service, stop: watch::Receiver<bool>) -> Result<(), DemoError> {
+/// Starts the controller with the demo's registry, written to a file of its own.
+async fn start_controller(stop: watch::Receiver<bool>) -> Result<std::path::PathBuf, DemoError> {
+    let dir = std::env::temp_dir().join(format!("conduit-demo-{}", std::process::id()));
+    let path = dir.join("registry.yaml");
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, registry()))
+        .map_err(|source| DemoError::Registry {
+            path: path.clone(),
+            source,
+        })?;
+    let args = conduit_app_controller::Args {
+        discovery: conduit_app_controller::Discovery::File(path.clone()),
+        destination_addr: CONTROLLER_GRPC,
+        admin_addr: CONTROLLER_ADMIN,
+        cluster_domain: "cluster.local".to_string(),
+        log: "warn".to_string(),
+    };
+    let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
+        .await
+        .map_err(|e| DemoError::Controller(e.to_string()))?;
+    let mut stop = stop;
+    tokio::spawn(bound.run(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    Ok(path)
+}
+
+async fn start_proxy(pod: &Pod, stop: watch::Receiver<bool>) -> Result<(), DemoError> {
     let vars = HashMap::from([
         (
             "CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR",
-            svc.proxy_port(4140).to_string(),
+            pod.proxy_port(4140).to_string(),
         ),
         (
             "CONDUIT_PROXY_INBOUND_LISTEN_ADDR",
-            svc.proxy_port(4143).to_string(),
+            pod.proxy_port(4143).to_string(),
         ),
         (
             "CONDUIT_PROXY_ADMIN_LISTEN_ADDR",
-            svc.proxy_port(4191).to_string(),
+            pod.proxy_port(4191).to_string(),
         ),
-        ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", svc.app().to_string()),
+        ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", pod.app().to_string()),
         ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "2s".to_string()),
+        (
+            "CONDUIT_PROXY_DESTINATION_SVC_ADDR",
+            CONTROLLER_GRPC.to_string(),
+        ),
+        ("CONDUIT_PROXY_DESTINATION_CONTEXT", "ns:demo".to_string()),
     ]);
     let config = match Config::from_lookup(|k| vars.get(k).cloned()) {
         Ok(c) => c,
         Err(e) => unreachable!("the demo's own configuration is valid: {e}"),
     };
-    let resolve = Arc::new(resolve::Static::new(hosts(), None));
     let bound =
-        Proxy::bind(config, resolve, Arc::new(trace::Unmanaged)).map_err(|e| DemoError::Bind {
-            what: format!("the {} proxy ({})", svc.name, e.var),
-            addr: e.addr,
-            source: e.source,
+        Proxy::bind(config, Arc::new(resolve::Dns), Arc::new(trace::Unmanaged)).map_err(|e| {
+            DemoError::Bind {
+                what: format!("the {} proxy ({})", pod.name, e.var),
+                addr: e.addr,
+                source: e.source,
+            }
         })?;
     let mut stop = stop;
     tokio::spawn(bound.run(async move {
@@ -293,7 +378,7 @@ async fn start_proxy(svc: Service, stop: watch::Receiver<bool>) -> Result<(), De
 
 /// Sends `rps` requests per second to `web` through its inbound proxy, as an ingress would.
 fn start_traffic(rps: u32, mut stop: watch::Receiver<bool>) {
-    let client = client_via(WEB.proxy_port(4143));
+    let client = client_via(SocketAddr::from((WEB.replicas[0], 4143)));
     let period = Duration::from_secs_f64(1.0 / f64::from(rps.max(1)));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
@@ -316,9 +401,10 @@ fn start_traffic(rps: u32, mut stop: watch::Receiver<bool>) {
     });
 }
 
-async fn scrape(svc: &Service) -> Option<Golden> {
-    let client = client_via(svc.proxy_port(4191));
-    let (status, body) = get(&client, format!("http://{}/metrics", svc.proxy_port(4191))).await?;
+async fn scrape(pod: &Pod) -> Option<Golden> {
+    let admin = pod.proxy_port(4191);
+    let client = client_via(admin);
+    let (status, body) = get(&client, format!("http://{admin}/metrics")).await?;
     if !status.is_success() {
         return None;
     }
@@ -362,23 +448,30 @@ pub fn render(rows: &[(String, Golden, Golden)], interval: Duration) -> String {
 pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
     let dice = Arc::new(Dice::new());
     let (stop_tx, stop_rx) = watch::channel(false);
-    for svc in SERVICES {
-        start_app(svc, dice.clone()).await?;
-        start_proxy(svc, stop_rx.clone()).await?;
+    let registry = start_controller(stop_rx.clone()).await?;
+    let pods: Vec<Pod> = SERVICES.iter().flat_map(|s| s.pods()).collect();
+    for pod in &pods {
+        start_app(pod, dice.clone()).await?;
+        start_proxy(pod, stop_rx.clone()).await?;
     }
     let _ = writeln!(
         out,
-        "Conduit demo: three services in namespace demo, each with its own proxy."
+        "Conduit demo: three services in namespace demo, each pod with its own proxy; books has two replicas."
     );
-    for svc in SERVICES {
+    let _ = writeln!(
+        out,
+        "  controller  gRPC {CONTROLLER_GRPC}, admin http://{CONTROLLER_ADMIN}/metrics, registry {}",
+        registry.display()
+    );
+    for pod in &pods {
         let _ = writeln!(
             out,
-            "  {:<8} app {}  proxy: outbound {}, inbound {}, metrics http://{}/metrics",
-            svc.name,
-            svc.app(),
-            svc.proxy_port(4140),
-            svc.proxy_port(4143),
-            svc.proxy_port(4191),
+            "  {:<10} app {}  proxy: outbound {}, inbound {}, metrics http://{}/metrics",
+            pod.name,
+            pod.app(),
+            pod.proxy_port(4140),
+            pod.proxy_port(4143),
+            pod.proxy_port(4191),
         );
     }
     let _ = writeln!(
@@ -390,7 +483,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
 
     let tty = std::io::stdout().is_terminal();
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut previous: Vec<Golden> = vec![Golden::default(); SERVICES.len()];
+    let mut previous: Vec<Golden> = vec![Golden::default(); pods.len()];
     let mut tick = tokio::time::interval(opts.interval);
     tick.tick().await;
     let mut last = tokio::time::Instant::now();
@@ -406,17 +499,46 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
             _ = stop_at => true,
             _ = tokio::signal::ctrl_c() => true,
         };
-        let mut rows = Vec::new();
-        for (i, svc) in SERVICES.iter().enumerate() {
-            let now = scrape(svc).await.unwrap_or_default();
+        let mut per_pod = Vec::new();
+        for (i, pod) in pods.iter().enumerate() {
+            let now = scrape(pod).await.unwrap_or_default();
             let recent = now.since(&previous[i]);
-            rows.push((svc.authority(), now.clone(), recent));
+            per_pod.push((pod.clone(), now.clone(), recent));
             previous[i] = now;
+        }
+        let mut rows = Vec::new();
+        let mut replicas = String::new();
+        for svc in SERVICES {
+            let (mut total, mut recent) = (Golden::default(), Golden::default());
+            let mine: Vec<_> = per_pod
+                .iter()
+                .filter(|(p, _, _)| p.service.name == svc.name)
+                .collect();
+            for (_, t, r) in &mine {
+                total.add(t);
+                recent.add(r);
+            }
+            if mine.len() > 1 && total.responses > 0.0 {
+                let shares: Vec<String> = mine
+                    .iter()
+                    .map(|(p, t, _)| {
+                        format!("{} {:.0}%", p.name, 100.0 * t.responses / total.responses)
+                    })
+                    .collect();
+                let _ = writeln!(
+                    replicas,
+                    "{} replicas (balanced by web's proxy): {}",
+                    svc.name,
+                    shares.join(", ")
+                );
+            }
+            rows.push((svc.authority(), total, recent));
         }
         if tty {
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
         let _ = write!(out, "{}", render(&rows, last.elapsed()));
+        let _ = write!(out, "{replicas}");
         last = tokio::time::Instant::now();
         let _ = writeln!(out);
         let _ = out.flush();
@@ -427,6 +549,9 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
     let _ = stop_tx.send(true);
     // Let the proxies drain their connections.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Some(dir) = registry.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(())
 }
 
@@ -435,13 +560,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_service_resolves_to_its_pods_inbound_proxy() {
-        let h = hosts();
-        assert_eq!(h.len(), 3);
-        let Ok(Addr::Name(books)) = BOOKS.authority().parse::<Addr>() else {
-            panic!("books must be a name");
-        };
-        assert_eq!(h[&books], vec!["127.0.1.2:4143".parse().unwrap()]);
+    fn the_registry_lists_every_pods_inbound_proxy() {
+        let text = registry();
+        let state = conduit_control_destination::file::parse(&text, "demo").unwrap();
+        let books =
+            &state.services[&conduit_control_destination::model::ServiceKey::new("demo", "books")];
+        let endpoints: Vec<String> = books.ports[&7001]
+            .endpoints
+            .keys()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(endpoints, ["127.0.1.2:4143", "127.0.1.4:4143"]);
+        assert_eq!(state.services.len(), 3);
     }
 
     #[test]

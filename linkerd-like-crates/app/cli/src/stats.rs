@@ -118,6 +118,19 @@ impl Golden {
         g
     }
 
+    /// Adds `other`'s counts (another proxy's, for a service with several replicas).
+    pub fn add(&mut self, other: &Golden) {
+        self.responses += other.responses;
+        self.successes += other.successes;
+        for &(le, count) in &other.buckets {
+            match self.buckets.iter_mut().find(|(l, _)| *l == le) {
+                Some(bucket) => bucket.1 += count,
+                None => self.buckets.push((le, count)),
+            }
+        }
+        self.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Golden) -> Golden {
         let buckets = self
