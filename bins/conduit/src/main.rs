@@ -31,8 +31,29 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         rps: u32,
     },
+    /// Looks at what the controller knows.
+    Diagnostics {
+        #[command(subcommand)]
+        what: Diagnostics,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum Diagnostics {
+    /// The endpoints the controller returns for an authority (`books.demo.svc.cluster.local:7001`).
+    Endpoints {
+        /// The authority: `<svc>.<ns>.svc.<domain>:<port>`, or an IP and port.
+        authority: String,
+        /// The controller's gRPC address.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:8086",
+            env = "CONDUIT_CONTROLLER_ADDR"
+        )]
+        controller: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +61,39 @@ fn main() -> ExitCode {
         Command::Version => {
             println!("conduit {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+        Command::Diagnostics {
+            what:
+                Diagnostics::Endpoints {
+                    authority,
+                    controller,
+                },
+        } => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("conduit: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let timeout = Duration::from_secs(5);
+            match rt.block_on(conduit_app_cli::diagnostics::endpoints(
+                &controller,
+                &authority,
+                timeout,
+            )) {
+                Ok(table) => {
+                    print!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("conduit diagnostics endpoints: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Demo {
             duration,

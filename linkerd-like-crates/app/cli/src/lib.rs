@@ -2,10 +2,12 @@
 //!
 //! - [`demo`]: a whole mesh on this machine: three services, each with its own proxy, traffic
 //!   between them, and a live table of their golden metrics.
+//! - [`diagnostics`]: what the controller says about a name.
 //! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
 //!   proxy's Prometheus text.
 
 #![forbid(unsafe_code)]
 
 pub mod demo;
+pub mod diagnostics;
 pub mod stats;
