@@ -54,8 +54,8 @@ pub fn render(authority: &str, resolution: &Resolution) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>6} {:<20} {:<14} {:>6}  {}",
-        "IP", "PORT", "POD", "WORKLOAD", "WEIGHT", "IDENTITY"
+        "{:<16} {:>6} {:<20} {:<14} {:>6}  IDENTITY",
+        "IP", "PORT", "POD", "WORKLOAD", "WEIGHT"
     );
     for (addr, meta) in set.iter() {
         let label = |k: &str| meta.labels.get(k).map_or("-", String::as_str).to_string();
