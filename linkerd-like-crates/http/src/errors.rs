@@ -42,7 +42,7 @@ impl ErrorStatus {
 
 /// The upstream did not send response headers in time.
 #[derive(Debug, thiserror::Error)]
-#[error("response timed out after {0:?}")]
+#[error("timeout: no response headers within {0:?}")]
 pub struct ResponseTimeout(pub Duration);
 
 /// Picks the status and reason for an error.

@@ -40,7 +40,13 @@ struct ResponseLabels {
     request: RequestLabels,
     status: u16,
     success: bool,
+    route: Option<Arc<str>>,
 }
+
+/// The profile route a response's request matched. A router puts it in the response's
+/// extensions; the response metrics then carry a `route` label.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteLabel(pub Arc<str>);
 
 #[derive(Debug, Default)]
 struct ResponseStats {
@@ -108,6 +114,11 @@ impl EncodeLabels for ResponseLabels {
             ",status_code=\"{}\",classification=\"{class}\"",
             self.status
         );
+        if let Some(route) = &self.route {
+            out.push_str(",route=\"");
+            escape_label_value(route, out);
+            out.push('"');
+        }
     }
 }
 
@@ -156,9 +167,12 @@ struct Recorder {
 struct Handles {
     request: RequestLabels,
     requests: Arc<Counter>,
-    /// By status and success; a handful at most, bounded by [`MAX_CACHED_RESPONSES`].
-    responses: Mutex<Vec<(u16, bool, Arc<ResponseStats>)>>,
+    /// By status, success and route; a handful at most, bounded by [`MAX_CACHED_RESPONSES`].
+    responses: Mutex<Vec<CachedResponse>>,
 }
+
+/// Status, success, route, and their metrics.
+type CachedResponse = (u16, bool, Option<Arc<str>>, Arc<ResponseStats>);
 
 /// Response label sets a [`Handles`] remembers; rarer ones go to the family each time.
 const MAX_CACHED_RESPONSES: usize = 8;
@@ -197,22 +211,28 @@ impl Recorder {
 }
 
 impl Handles {
-    /// The response metrics for `status` and `success`.
-    fn response(&self, metrics: &HttpMetrics, status: u16, success: bool) -> Arc<ResponseStats> {
+    /// The response metrics for `status`, `success` and `route`.
+    fn response(
+        &self,
+        metrics: &HttpMetrics,
+        status: u16,
+        success: bool,
+        route: Option<Arc<str>>,
+    ) -> Arc<ResponseStats> {
         let mut cached = self
             .responses
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, _, stats)) = cached
-            .iter()
-            .find(|(s, ok, _)| *s == status && *ok == success)
-        {
+        if let Some((_, _, _, stats)) = cached.iter().find(|(s, ok, r, _)| {
+            *s == status && *ok == success && r.as_deref() == route.as_deref()
+        }) {
             return stats.clone();
         }
         let labels = ResponseLabels {
             request: self.request.clone(),
             status,
             success,
+            route: route.clone(),
         };
         // Bounded like requests: one authority's statuses make a handful of label sets.
         let responses = &metrics.responses;
@@ -230,7 +250,7 @@ impl Handles {
             }
         };
         if cached.len() < MAX_CACHED_RESPONSES {
-            cached.push((status, success, stats.clone()));
+            cached.push((status, success, route, stats.clone()));
         }
         stats
     }
@@ -300,6 +320,7 @@ where
             Pending {
                 recorder,
                 handles,
+                route: rsp.extensions().get::<RouteLabel>().map(|r| r.0.clone()),
                 status: rsp.status().as_u16(),
                 latency: start.elapsed(),
                 failed: rsp.status().is_server_error() || grpc_failed == Some(true),
@@ -320,6 +341,7 @@ fn grpc_failed(headers: &http::HeaderMap) -> Option<bool> {
 struct Pending {
     recorder: Arc<Recorder>,
     handles: Arc<Handles>,
+    route: Option<Arc<str>>,
     status: u16,
     latency: Duration,
     failed: bool,
@@ -330,7 +352,7 @@ impl Pending {
         let success = !(self.failed || failed);
         let stats = self
             .handles
-            .response(&self.recorder.metrics, self.status, success);
+            .response(&self.recorder.metrics, self.status, success, self.route);
         stats.total.incr();
         stats.latency.record(self.latency);
     }

@@ -33,7 +33,7 @@ mod value;
 pub use self::family::Family;
 pub use self::http_metrics::{
     HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseFuture,
-    MAX_AUTHORITIES,
+    RouteLabel, MAX_AUTHORITIES,
 };
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
 pub use self::tcp::{Peer, TcpConnection, TcpLabels, TcpMetrics};

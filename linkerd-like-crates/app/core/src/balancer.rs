@@ -14,10 +14,12 @@
 //!   answered by the timeout the balancer falls back, and keeps falling back at once until an
 //!   answer comes, so an unreachable controller costs one wait, not one per request.
 
+use conduit_api::destination::DestinationProfile;
 use conduit_balance::{Picked, Pool};
 use conduit_discovery::{Discovery, Resolution, Resolved};
 use conduit_http::client::{Client, Endpoint, NewClient};
 use conduit_http::{ErrorStatus, Http};
+use conduit_route::Routes;
 use conduit_stack::{NewCache, NewService};
 use http::StatusCode;
 use std::net::SocketAddr;
@@ -91,7 +93,12 @@ impl NewService<(String, Http)> for NewBalancer {
 
     fn new_service(&self, (authority, http): (String, Http)) -> Arc<Balancer> {
         let resolved = self.discovery.resolve(&authority);
+        let profile = self.discovery.profile(&authority);
         Arc::new(Balancer {
+            profile: Mutex::new(ProfileState {
+                resolved: profile,
+                routes: Arc::default(),
+            }),
             authority,
             http,
             clients: self.clients.clone(),
@@ -116,8 +123,15 @@ pub struct Balancer {
     clients: NewCache<Endpoint, NewClient>,
     pool: Pool<SocketAddr, Client>,
     state: Mutex<State>,
+    profile: Mutex<ProfileState>,
     waiting: Semaphore,
     queue: QueueConfig,
+}
+
+#[derive(Debug)]
+struct ProfileState {
+    resolved: Resolved<Option<Arc<DestinationProfile>>>,
+    routes: Arc<Routes>,
 }
 
 #[derive(Debug)]
@@ -154,6 +168,18 @@ impl Balancer {
     /// The endpoints' addresses now.
     pub fn endpoints(&self) -> Vec<SocketAddr> {
         self.pool.keys()
+    }
+
+    /// The authority's profile routes (none until the controller sends a profile).
+    pub fn routes(&self) -> Arc<Routes> {
+        let mut profile = self.profile.lock().unwrap_or_else(PoisonError::into_inner);
+        if profile.resolved.has_changed() {
+            if let Some(p) = profile.resolved.update() {
+                profile.routes = Arc::new(Routes::from_profile(&p));
+                tracing::debug!(authority = %self.authority, routes = profile.routes.len(), "profile changed");
+            }
+        }
+        profile.routes.clone()
     }
 
     /// Applies the latest resolution, if it changed; returns what is known and a handle to

@@ -4,7 +4,8 @@ use crate::Config;
 use conduit_addr::Addr;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, Slot};
-use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody};
+use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
+use conduit_metrics::RouteLabel;
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
 use http::{Method, StatusCode};
@@ -144,11 +145,12 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
             Target::Balanced { balancer, fallback } => {
                 let (shared, balancer) = (shared.clone(), balancer.clone());
                 let fallback = fallback.clone();
+                let route = RouteInfo::of(&balancer, &req);
                 Box::pin(Respond {
-                    handle: async move {
+                    handle: route.apply(grpc, async move {
                         let choice = balancer.choose().await?;
                         shared.send(choice, fallback, req).await
-                    },
+                    }),
                     grpc,
                 })
             }
@@ -156,11 +158,53 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
                 let (shared, discover) = (shared.clone(), discover.clone());
                 let resolve = resolve.clone();
                 Box::pin(Respond {
-                    handle: async move { shared.discovered(&discover, &*resolve, req).await },
+                    handle: async move { shared.discovered(&discover, &*resolve, req, grpc).await },
                     grpc,
                 })
             }
         }
+    }
+}
+
+/// The profile route a request matched: its name labels the response's metrics, and its
+/// timeout bounds the whole wait for response headers (queueing for endpoints included).
+#[derive(Debug, Default)]
+struct RouteInfo {
+    name: Option<Arc<str>>,
+    timeout: Option<Duration>,
+}
+
+impl RouteInfo {
+    fn of<B>(balancer: &Balancer, req: &http::Request<B>) -> Self {
+        let routes = balancer.routes();
+        match routes.find(req) {
+            Some(route) => RouteInfo {
+                name: Some(route.name().clone()),
+                timeout: route.timeout(),
+            },
+            None => RouteInfo::default(),
+        }
+    }
+
+    /// Runs `handle` under the route's timeout and labels its response, error or not.
+    async fn apply(
+        self,
+        grpc: bool,
+        handle: impl Future<Output = Result<http::Response<ProxyBody>, Error>>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
+        let result = match self.timeout {
+            Some(t) => match tokio::time::timeout(t, handle).await {
+                Ok(result) => result,
+                Err(_) => Err(ResponseTimeout(t).into()),
+            },
+            None => handle.await,
+        };
+        let Some(name) = self.name else {
+            return result;
+        };
+        let mut rsp = result.unwrap_or_else(|e| errors::response(&e, grpc));
+        rsp.extensions_mut().insert(RouteLabel(name));
+        Ok(rsp)
     }
 }
 
@@ -217,6 +261,7 @@ impl Shared {
         discover: &Discover,
         resolve: &dyn Resolve,
         req: http::Request<Incoming>,
+        grpc: bool,
     ) -> Result<http::Response<ProxyBody>, Error> {
         // CONNECT opens a tunnel to exactly what it names.
         if req.method() == Method::CONNECT {
@@ -225,21 +270,26 @@ impl Shared {
         let authority = forward::request_authority(&req).ok_or_else(no_authority)?;
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
         let balancer = discover.balancer(addr.to_string(), self.http);
-        match balancer.choose().await? {
-            Choice::Endpoint(mut picked) => {
-                let rsp = forward::forward(
-                    picked.endpoint().clone(),
-                    self.slot.clone(),
-                    req,
-                    authority,
-                    self.response_timeout,
-                )
-                .await;
-                picked.observe();
-                rsp
-            }
-            Choice::Fallback => self.explicit(resolve, req).await,
-        }
+        let route = RouteInfo::of(&balancer, &req);
+        route
+            .apply(grpc, async move {
+                match balancer.choose().await? {
+                    Choice::Endpoint(mut picked) => {
+                        let rsp = forward::forward(
+                            picked.endpoint().clone(),
+                            self.slot.clone(),
+                            req,
+                            authority,
+                            self.response_timeout,
+                        )
+                        .await;
+                        picked.observe();
+                        rsp
+                    }
+                    Choice::Fallback => self.explicit(resolve, req).await,
+                }
+            })
+            .await
     }
 
     /// An explicit-mode request: it goes to the authority it names.

@@ -228,3 +228,62 @@ async fn a_service_without_endpoints_fails_fast_with_503_and_unknown_names_fall_
     assert_eq!(body_string(rsp).await, "direct");
     assert_eq!(seen.requests(), 1);
 }
+
+#[tokio::test]
+async fn profile_routes_label_metrics_and_their_timeouts_answer_504() {
+    let backend = http_server(|req| async move {
+        if req.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        http::Response::new(Full::from("ok"))
+    })
+    .await;
+    let mut text = registry("books", 7001, &[backend.0]);
+    text.push_str(
+        "profiles:\n  - service: books.demo.svc.cluster.local\n    routes:\n      - name: GET /slow\n        condition: {method: GET, pathRegex: /slow}\n        timeout: 200ms\n      - name: GET /books/{id}\n        condition: {method: GET, pathRegex: '/books/\\d+'}\n",
+    );
+    let ctl = TestController::start(&text);
+    let proxy = TestProxy::spawn(proxy_config(&ctl, &[])).await;
+    let mut client = http1_client(proxy.outbound).await;
+    let url = |path: &str| format!("http://books.demo.svc.cluster.local:7001{path}");
+
+    // The profile arrives shortly after the first request for the service.
+    bounded(async {
+        loop {
+            let req = http::Request::get(url("/books/7"))
+                .body(Full::default())
+                .unwrap();
+            let rsp = client.send_request(req).await.unwrap();
+            assert_eq!(rsp.status(), 200);
+            body_string(rsp).await;
+            if proxy.metrics().await.contains("route=\"GET /books/{id}\"") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    let started = tokio::time::Instant::now();
+    let req = http::Request::get(url("/slow"))
+        .body(Full::default())
+        .unwrap();
+    let rsp = bounded(client.send_request(req)).await.unwrap();
+    assert_eq!(rsp.status(), 504);
+    let reason = rsp.headers()["conduit-proxy-error"].to_str().unwrap();
+    assert!(reason.starts_with("timeout"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_millis(700),
+        "the route's 200ms applied"
+    );
+
+    let metrics = proxy.metrics().await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("response_total{") && l.contains("route=\"GET /slow\""))
+        .unwrap_or_else(|| panic!("no route-labelled 504 in:\n{metrics}"));
+    assert!(
+        line.contains("status_code=\"504\"") && line.contains("classification=\"failure\""),
+        "{line}"
+    );
+}
