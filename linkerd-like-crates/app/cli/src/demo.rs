@@ -318,13 +318,12 @@ async fn start_controller(stop: watch::Receiver<bool>) -> Result<std::path::Path
             path: path.clone(),
             source,
         })?;
-    let args = conduit_app_controller::Args {
-        discovery: conduit_app_controller::Discovery::File(path.clone()),
-        destination_addr: CONTROLLER_GRPC,
-        admin_addr: CONTROLLER_ADMIN,
-        cluster_domain: "cluster.local".to_string(),
-        log: "warn".to_string(),
-    };
+    let mut args = conduit_app_controller::Args::with_registry(
+        path.clone(),
+        CONTROLLER_GRPC,
+        CONTROLLER_ADMIN,
+    );
+    args.log = "warn".to_string();
     let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
         .await
         .map_err(|e| DemoError::Controller(e.to_string()))?;

@@ -60,9 +60,41 @@ pub struct Args {
     )]
     pub cluster_domain: String,
 
+    /// The namespace the controller runs in (part of every identity name).
+    #[arg(long, default_value = "conduit", env = "CONDUIT_CONTROLLER_NAMESPACE")]
+    pub controller_namespace: String,
+
+    /// The trust domain of identities.
+    #[arg(
+        long,
+        default_value = "cluster.local",
+        env = "CONDUIT_CONTROLLER_TRUST_DOMAIN"
+    )]
+    pub trust_domain: String,
+
     /// The log filter (`info`, `warn,conduit=debug`).
     #[arg(long, default_value = "info", env = "CONDUIT_CONTROLLER_LOG")]
     pub log: String,
+}
+
+impl Args {
+    /// The defaults, with discovery from the registry at `path` and the given listeners:
+    /// for embedding the controller (the demo, tests).
+    pub fn with_registry(
+        path: PathBuf,
+        destination_addr: SocketAddr,
+        admin_addr: SocketAddr,
+    ) -> Self {
+        Args {
+            discovery: Discovery::File(path),
+            destination_addr,
+            admin_addr,
+            cluster_domain: "cluster.local".into(),
+            controller_namespace: "conduit".into(),
+            trust_domain: "cluster.local".into(),
+            log: "info".into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ pub enum StartError {
 /// A controller with its listeners bound and its index loaded, ready to [`run`](Bound::run).
 pub struct Bound {
     args: Args,
+    kube: Option<kube::Client>,
     index: Arc<Index>,
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
@@ -68,13 +69,16 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
         Discovery::File(path) => file::load(path, &index)
             .await
             .map_err(|e| StartError::Discovery(e.to_string()))?,
-        Discovery::Kubernetes => {
-            return Err(StartError::Discovery(
-                "--discovery kubernetes is not available in this build yet; use file:PATH"
-                    .to_string(),
-            ))
-        }
+        Discovery::Kubernetes => {}
     }
+    let kube = match &args.discovery {
+        Discovery::Kubernetes => Some(kube::Client::try_default().await.map_err(|e| {
+            StartError::Discovery(format!(
+                "--discovery kubernetes: cannot reach the Kubernetes API ({e}); outside a cluster, use file:PATH"
+            ))
+        })?),
+        Discovery::File(_) => None,
+    };
     let grpc = tokio::net::TcpListener::bind(args.destination_addr)
         .await
         .map_err(|source| StartError::Bind {
@@ -89,6 +93,7 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
     })?;
     Ok(Bound {
         args,
+        kube,
         index,
         grpc,
         admin,
@@ -122,6 +127,17 @@ impl Bound {
         tokio::spawn(admin.serve(self.admin, watch.clone()));
         if let Discovery::File(path) = &self.args.discovery {
             tokio::spawn(file::watch(path.clone(), self.index.clone()));
+        }
+        if let Some(client) = self.kube.clone() {
+            let identities = conduit_control_k8s::IdentityConfig {
+                control_namespace: self.args.controller_namespace.clone(),
+                trust_domain: self.args.trust_domain.clone(),
+            };
+            tokio::spawn(conduit_control_k8s::run(
+                client,
+                self.index.clone(),
+                identities,
+            ));
         }
 
         let destination = DestinationService::new(self.index.clone()).into_server();

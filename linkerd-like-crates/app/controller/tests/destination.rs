@@ -4,7 +4,7 @@
 use conduit_api::destination::destination_client::DestinationClient;
 use conduit_api::destination::{update, GetDestination, Update};
 use conduit_app_admin::trace::Unmanaged;
-use conduit_app_controller::{Args, Discovery};
+use conduit_app_controller::Args;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,13 +51,11 @@ async fn controller(name: &str, registry: &str) -> Controller {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("registry.yaml");
     std::fs::write(&path, registry).unwrap();
-    let args = Args {
-        discovery: Discovery::File(path.clone()),
-        destination_addr: "127.0.0.1:0".parse().unwrap(),
-        admin_addr: "127.0.0.1:0".parse().unwrap(),
-        cluster_domain: "cluster.local".into(),
-        log: "info".into(),
-    };
+    let args = Args::with_registry(
+        path.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
     let bound = conduit_app_controller::bind(args, Arc::new(Unmanaged))
         .await
         .unwrap();

@@ -323,13 +323,11 @@ impl TestController {
     }
 
     fn run(&mut self) {
-        let args = conduit_app_controller::Args {
-            discovery: conduit_app_controller::Discovery::File(self.registry.clone()),
-            destination_addr: self.grpc,
-            admin_addr: "127.0.0.1:0".parse().unwrap(),
-            cluster_domain: "cluster.local".into(),
-            log: "info".into(),
-        };
+        let args = conduit_app_controller::Args::with_registry(
+            self.registry.clone(),
+            self.grpc,
+            "127.0.0.1:0".parse().unwrap(),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {

@@ -1,0 +1,22 @@
+//! The controller's Kubernetes source.
+//!
+//! Watchers (kube-rs) on Services, EndpointSlices, Pods and Conduit's `ServiceProfile` CRD
+//! feed a [`cluster::Cluster`], which reduces them to services, endpoints and profiles in the
+//! destination index ([`conduit_control_destination::Index`]): endpoints from the slices'
+//! ready (or, failing that, serving) addresses, with each pod's identity (from its service
+//! account and namespace, when the pod has a proxy) and labels (pod, workload, namespace).
+//!
+//! - [`cluster`]: the reduction, a pure function of the objects seen, tested with typed
+//!   fixtures;
+//! - [`crd`]: the `ServiceProfile` resource (`conduit.io/v1alpha1`), whose CRD YAML is
+//!   generated into `deploy/crds.yaml`;
+//! - [`run`]: the watchers, wired to a `kube::Client`.
+
+#![forbid(unsafe_code)]
+
+pub mod cluster;
+pub mod crd;
+mod watch;
+
+pub use self::cluster::{Cluster, IdentityConfig};
+pub use self::watch::run;
