@@ -16,11 +16,13 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-/// Updates a stream may have queued before its task waits for the client.
-const STREAM_BUFFER: usize = 4;
+/// Updates a stream may have queued before its task waits for the client. Updates are made
+/// lazily, one `add` of at most [`MAX_ADDS_PER_UPDATE`] endpoints at a time, so a stuck
+/// stream holds at most this many messages, however large the service.
+const STREAM_BUFFER: usize = 1;
 
 /// Endpoints per `add` message, so that a large service never makes one huge message.
-const MAX_ADDS_PER_UPDATE: usize = 1000;
+const MAX_ADDS_PER_UPDATE: usize = 100;
 
 /// The Destination service.
 #[derive(Clone, Debug)]
@@ -81,7 +83,7 @@ async fn stream_endpoints(
     let mut sent: Option<Arc<Snapshot>> = None;
     loop {
         let snapshot = rx.borrow_and_update().clone();
-        for update in updates(sent.as_deref(), &snapshot) {
+        for update in updates_iter(sent.as_deref(), &snapshot) {
             if tx.send(Ok(update)).await.is_err() {
                 return;
             }
@@ -112,11 +114,19 @@ async fn stream_profiles(
 
 /// What a stream that last sent `sent` must send to reach `next`.
 pub fn updates(sent: Option<&Snapshot>, next: &Snapshot) -> Vec<api::Update> {
+    updates_iter(sent, next).collect()
+}
+
+/// [`updates`], made one message at a time as the stream takes them.
+pub fn updates_iter<'a>(
+    sent: Option<&'a Snapshot>,
+    next: &'a Snapshot,
+) -> Box<dyn Iterator<Item = api::Update> + Send + 'a> {
     use api::update::Update as U;
     let none = |exists| {
-        vec![api::Update {
+        Box::new(std::iter::once(api::Update {
             update: Some(U::NoEndpoints(api::NoEndpoints { exists })),
-        }]
+        })) as Box<dyn Iterator<Item = api::Update> + Send + 'a>
     };
     let next_set = match &next.view {
         View::Unknown => None,
@@ -130,7 +140,7 @@ pub fn updates(sent: Option<&Snapshot>, next: &Snapshot) -> Vec<api::Update> {
         };
     };
     if sent.version == next.version {
-        return Vec::new();
+        return Box::new(std::iter::empty());
     }
     let sent_set = match &sent.view {
         View::Known(set) if !set.is_empty() => Some(set),
@@ -140,11 +150,7 @@ pub fn updates(sent: Option<&Snapshot>, next: &Snapshot) -> Vec<api::Update> {
         // One step behind: the snapshot carries the change.
         (Some(_), Some(set)) if !set.is_empty() && next.version == sent.version + 1 => {
             match &next.delta {
-                Some(delta) => {
-                    let mut out = removes(&delta.removed);
-                    out.extend(adds(delta.added.iter()));
-                    out
-                }
+                Some(delta) => Box::new(removes(&delta.removed).chain(adds(delta.added.iter()))),
                 None => diff(sent_set, set),
             }
         }
@@ -155,43 +161,60 @@ pub fn updates(sent: Option<&Snapshot>, next: &Snapshot) -> Vec<api::Update> {
     }
 }
 
-fn diff(
-    sent: Option<&crate::index::EndpointSet>,
-    next: &crate::index::EndpointSet,
-) -> Vec<api::Update> {
+fn diff<'a>(
+    sent: Option<&'a crate::index::EndpointSet>,
+    next: &'a crate::index::EndpointSet,
+) -> Box<dyn Iterator<Item = api::Update> + Send + 'a> {
     match sent {
         None => adds(next.values()),
         Some(sent) => {
-            let delta = crate::index::Delta::between(sent, next);
-            let mut out = removes(&delta.removed);
-            out.extend(adds(delta.added.iter()));
-            out
+            let removed: Vec<std::net::SocketAddr> = sent
+                .keys()
+                .filter(|a| !next.contains_key(a))
+                .copied()
+                .collect();
+            let added = next
+                .iter()
+                .filter(move |(a, e)| sent.get(a) != Some(e))
+                .map(|(_, e)| e);
+            Box::new(
+                removes(&removed)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .chain(adds(added)),
+            )
         }
     }
 }
 
-fn removes(removed: &[std::net::SocketAddr]) -> Vec<api::Update> {
-    if removed.is_empty() {
-        return Vec::new();
-    }
-    vec![api::Update {
+fn removes(removed: &[std::net::SocketAddr]) -> impl Iterator<Item = api::Update> + Send + use<> {
+    let update = (!removed.is_empty()).then(|| api::Update {
         update: Some(api::update::Update::Remove(api::AddrSet {
             addrs: removed.iter().map(|a| api::TcpAddress::from(*a)).collect(),
         })),
-    }]
+    });
+    update.into_iter()
 }
 
-fn adds<'a>(endpoints: impl Iterator<Item = &'a Endpoint>) -> Vec<api::Update> {
-    let addrs: Vec<api::WeightedAddr> = endpoints.map(weighted_addr).collect();
-    addrs
-        .chunks(MAX_ADDS_PER_UPDATE)
-        .map(|chunk| api::Update {
+/// `add` messages of at most [`MAX_ADDS_PER_UPDATE`] endpoints, each made when asked for.
+fn adds<'a>(
+    endpoints: impl Iterator<Item = &'a Endpoint> + Send + 'a,
+) -> Box<dyn Iterator<Item = api::Update> + Send + 'a> {
+    let mut endpoints = endpoints.peekable();
+    Box::new(std::iter::from_fn(move || {
+        endpoints.peek()?;
+        let addrs: Vec<api::WeightedAddr> = endpoints
+            .by_ref()
+            .take(MAX_ADDS_PER_UPDATE)
+            .map(weighted_addr)
+            .collect();
+        Some(api::Update {
             update: Some(api::update::Update::Add(api::WeightedAddrSet {
-                addrs: chunk.to_vec(),
+                addrs,
                 metric_labels: HashMap::new(),
             })),
         })
-        .collect()
+    }))
 }
 
 fn weighted_addr(endpoint: &Endpoint) -> api::WeightedAddr {
@@ -324,6 +347,6 @@ mod tests {
             .collect();
         let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
         let out = updates(None, &snap(1, set(&refs), None));
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 2500usize.div_ceil(MAX_ADDS_PER_UPDATE));
     }
 }
