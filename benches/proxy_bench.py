@@ -32,6 +32,11 @@ DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PROXY_CORE, LOAD_CORE = "1", "0"
 UP_H1, UP_H2 = 18080, 18081
+# Two more upstream ports per protocol: with the first, the three endpoints of the balanced run.
+UP_H1_MORE, UP_H2_MORE = (18082, 18083), (18084, 18085)
+# The balanced run's service: the controller knows it by this "cluster IP", and the proxy's
+# outbound listeners sit there, so explicit-mode requests name it with no extra header.
+SERVICE_IP, SERVICE_H1, SERVICE_H2 = "127.0.0.2", 19150, 19151
 BODY = "x" * 1024
 WRK_LUA = """
 done = function(summary, latency, requests)
@@ -52,12 +57,18 @@ def pinned(core, cmd):
     return ["taskset", "-c", core] + cmd
 
 
+def addr(port):
+    """`host:port` for a port on 127.0.0.1, or an address given whole."""
+    return f"127.0.0.1:{port}" if isinstance(port, int) else port
+
+
 def wait_port(port, timeout=10):
     import socket
+    host, p = addr(port).rsplit(":", 1)
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            socket.create_connection((host, int(p)), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -148,7 +159,7 @@ def load_wrk(port, conns, tmp):
     with open(script, "w") as f:
         f.write(WRK_LUA)
     out = run(pinned(LOAD_CORE, ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "-s", script,
-                                 f"http://127.0.0.1:{port}/"])).stdout
+                                 f"http://{addr(port)}/"])).stdout
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
     rps, p50, p99, p999, errors = line.split()[1:]
     return dict(rps=float(rps), p50=int(p50), p99=int(p99), p999=int(p999), errors=int(errors))
@@ -159,7 +170,7 @@ def load_h2load(port, conns, streams, tmp):
     if os.path.exists(log):
         os.remove(log)  # h2load appends to an existing log
     out = run(pinned(LOAD_CORE, ["h2load", f"-c{conns}", f"-m{streams}", "-t1", "-D", str(DURATION),
-                                 "--log-file", log, f"http://127.0.0.1:{port}/"])).stdout
+                                 "--log-file", log, f"http://{addr(port)}/"])).stdout
     rps = 0.0
     failed = 0
     for line in out.splitlines():
@@ -182,7 +193,7 @@ def load_h2load(port, conns, streams, tmp):
 def load_oha(port, rate):
     out = run(pinned(LOAD_CORE, ["oha", "--no-tui", "--output-format", "json", "-z", f"{DURATION}s",
                                  "-q", str(rate), "--latency-correction", "-c", "32",
-                                 f"http://127.0.0.1:{port}/"])).stdout
+                                 f"http://{addr(port)}/"])).stdout
     data = json.loads(out)
     pct = data["latencyPercentiles"]
     us = lambda key: int(float(pct[key]) * 1e6)
@@ -233,7 +244,11 @@ def main():
     upstream = subprocess.Popen(pinned(LOAD_CORE, nginx_conf(tmp, "upstream", f"""
   server {{ listen 127.0.0.1:{UP_H1}; location / {{ default_type text/plain; return 200 "{BODY}"; }} }}
   server {{ listen 127.0.0.1:{UP_H2} http2; location / {{ default_type text/plain; return 200 "{BODY}"; }} }}
-""")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+""" + "".join(f"""
+  server {{{{ listen 127.0.0.1:{p}; location / {{{{ default_type text/plain; return 200 "{BODY}"; }}}} }}}}
+""".replace("{{", "{").replace("}}", "}") for p in UP_H1_MORE) + "".join(f"""
+  server {{{{ listen 127.0.0.1:{p} http2; location / {{{{ default_type text/plain; return 200 "{BODY}"; }}}} }}}}
+""".replace("{{", "{").replace("}}", "}") for p in UP_H2_MORE))), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(UP_H1)
     wait_port(UP_H2)
 
@@ -273,6 +288,7 @@ backend up_h2
   server {{ listen 127.0.0.1:19381 http2; location / {{ proxy_pass http://up_h1; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 """
     subjects = []
+    controller = None
     results = {}  # (subject, load) -> list of (result, cpu%)
     try:
         subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
@@ -280,6 +296,29 @@ backend up_h2
         subjects.append(Subject("conduit-proxy", {"h1": 19143, "h2": 19144}, [
             Instance([conduit], [19143], conduit_env(19143, UP_H1, 19191)),
             Instance([conduit], [19144], conduit_env(19144, UP_H2, 19192)),
+        ]))
+        # The same proxy with the controller: each request balanced over three endpoints.
+        registry = os.path.join(tmp, "registry.yaml")
+        with open(registry, "w") as f:
+            f.write(f"services:\n  - name: bench\n    namespace: bench\n    clusterIPs: [{SERVICE_IP}]\n    ports:\n")
+            for port, ups in ((SERVICE_H1, (UP_H1,) + UP_H1_MORE), (SERVICE_H2, (UP_H2,) + UP_H2_MORE)):
+                f.write(f"      - port: {port}\n        endpoints:\n")
+                f.writelines(f"          - address: 127.0.0.1:{u}\n" for u in ups)
+        controller_bin = os.path.join(os.path.dirname(conduit), "conduit-controller")
+        controller = subprocess.Popen(pinned(LOAD_CORE, [
+            controller_bin, "--discovery", f"file:{registry}", "--destination-addr", "127.0.0.1:18086",
+            "--admin-addr", "127.0.0.1:18990", "--log", "warn"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(18086)
+        balanced_env = lambda port, inbound, admin: dict(
+            env, CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR=f"{SERVICE_IP}:{port}",
+            CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{inbound}",
+            CONDUIT_PROXY_ADMIN_LISTEN_ADDR=f"127.0.0.1:{admin}",
+            CONDUIT_PROXY_DESTINATION_SVC_ADDR="127.0.0.1:18086")
+        subjects.append(Subject("conduit, 3 endpoints",
+                                {"h1": f"{SERVICE_IP}:{SERVICE_H1}", "h2": f"{SERVICE_IP}:{SERVICE_H2}"}, [
+            Instance([conduit], [f"{SERVICE_IP}:{SERVICE_H1}"], balanced_env(SERVICE_H1, 19153, 19193)),
+            Instance([conduit], [f"{SERVICE_IP}:{SERVICE_H2}"], balanced_env(SERVICE_H2, 19154, 19194)),
         ]))
         subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281},
                                 [Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])]))
@@ -296,7 +335,7 @@ backend up_h2
                     res = fn(sub.ports[proto], tmp)
                     cpu = 100.0 * (sub.cpu() - cpu0) / (time.time() - t0)
                     results.setdefault((sub.name, load_name), []).append((res, cpu))
-                    print(f"  round {rnd + 1} {sub.name:14} {load_name:11} {res['rps']:>9.0f} req/s  "
+                    print(f"  round {rnd + 1} {sub.name:20} {load_name:11} {res['rps']:>9.0f} req/s  "
                           f"p50 {res['p50']} us  p99 {res['p99']} us  errors {res['errors']}",
                           file=sys.stderr, flush=True)
                     time.sleep(0.5)
@@ -304,6 +343,9 @@ backend up_h2
     finally:
         for sub in subjects:
             sub.stop()
+        if controller is not None:
+            controller.send_signal(signal.SIGTERM)
+            controller.wait(timeout=10)
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
