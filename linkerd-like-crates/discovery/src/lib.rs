@@ -28,6 +28,25 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+/// Follows authorities' endpoints and profiles. [`Discovery`] asks the controller; tests and
+/// embedders may answer from elsewhere with [`Resolved::from_receiver`].
+pub trait Resolve: std::fmt::Debug + Send + Sync + 'static {
+    /// Follows the endpoints of `authority`.
+    fn resolve(&self, authority: &str) -> Resolved<Resolution>;
+    /// Follows the profile of `authority`; `None` until the first answer.
+    fn profile(&self, authority: &str) -> Resolved<Option<Arc<DestinationProfile>>>;
+}
+
+impl Resolve for Discovery {
+    fn resolve(&self, authority: &str) -> Resolved<Resolution> {
+        Discovery::resolve(self, authority)
+    }
+
+    fn profile(&self, authority: &str) -> Resolved<Option<Arc<DestinationProfile>>> {
+        Discovery::profile(self, authority)
+    }
+}
+
 /// The controller's address is not usable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid controller address {addr:?}: {reason}")]
@@ -103,7 +122,7 @@ impl Discovery {
 #[derive(Clone, Debug)]
 pub struct Resolved<T> {
     rx: watch::Receiver<T>,
-    _task: Arc<AbortOnDrop>,
+    _task: Option<Arc<AbortOnDrop>>,
 }
 
 #[derive(Debug)]
@@ -119,8 +138,13 @@ impl<T: Clone> Resolved<T> {
     fn new(rx: watch::Receiver<T>, task: tokio::task::JoinHandle<()>) -> Self {
         Self {
             rx,
-            _task: Arc::new(AbortOnDrop(task)),
+            _task: Some(Arc::new(AbortOnDrop(task))),
         }
+    }
+
+    /// States published by whoever holds `rx`'s sender.
+    pub fn from_receiver(rx: watch::Receiver<T>) -> Self {
+        Self { rx, _task: None }
     }
 
     /// The latest state.

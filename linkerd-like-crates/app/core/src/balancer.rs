@@ -16,7 +16,7 @@
 
 use conduit_api::destination::DestinationProfile;
 use conduit_balance::{Picked, Pool};
-use conduit_discovery::{Discovery, Resolution, Resolved};
+use conduit_discovery::{Resolution, Resolve, Resolved};
 use conduit_http::client::{Client, Endpoint, NewClient};
 use conduit_http::{ErrorStatus, Http};
 use conduit_route::Routes;
@@ -57,9 +57,10 @@ pub struct Discover {
 }
 
 impl Discover {
-    /// Balancers following `discovery`, with endpoint clients from `clients`.
+    /// Balancers following `discovery` (the controller, normally), with endpoint clients from
+    /// `clients`.
     pub fn new(
-        discovery: Discovery,
+        discovery: Arc<dyn Resolve>,
         clients: NewCache<Endpoint, NewClient>,
         queue: QueueConfig,
         idle: Duration,
@@ -83,7 +84,7 @@ impl Discover {
 /// Builds a [`Balancer`] per authority.
 #[derive(Clone, Debug)]
 pub struct NewBalancer {
-    discovery: Discovery,
+    discovery: Arc<dyn Resolve>,
     clients: NewCache<Endpoint, NewClient>,
     queue: QueueConfig,
 }
@@ -269,5 +270,125 @@ impl Balancer {
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_discovery::EndpointMeta;
+    use std::collections::BTreeMap;
+    use tokio::sync::watch;
+
+    /// Resolutions published by the test.
+    #[derive(Debug)]
+    struct Fixed(watch::Receiver<Resolution>);
+
+    impl Resolve for Fixed {
+        fn resolve(&self, _: &str) -> Resolved<Resolution> {
+            Resolved::from_receiver(self.0.clone())
+        }
+        fn profile(&self, _: &str) -> Resolved<Option<Arc<DestinationProfile>>> {
+            Resolved::from_receiver(watch::channel(None).1)
+        }
+    }
+
+    fn balancer(
+        initial: Resolution,
+        capacity: usize,
+    ) -> (Arc<Balancer>, watch::Sender<Resolution>) {
+        let (tx, rx) = watch::channel(initial);
+        let clients = NewCache::new(NewClient::default(), Duration::from_secs(60));
+        let queue = QueueConfig {
+            timeout: Duration::from_secs(1),
+            capacity,
+        };
+        let discover = Discover::new(Arc::new(Fixed(rx)), clients, queue, Duration::from_secs(60));
+        (discover.balancer("books:7001".into(), Http::Http1), tx)
+    }
+
+    fn known(addrs: &[&str]) -> Resolution {
+        let set: BTreeMap<SocketAddr, EndpointMeta> = addrs
+            .iter()
+            .map(|a| {
+                (
+                    a.parse().unwrap(),
+                    EndpointMeta {
+                        weight: 1,
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        Resolution::Known(Arc::new(set))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn known_endpoints_are_chosen_and_unknown_names_fall_back() {
+        let (b, tx) = balancer(known(&["10.0.0.1:80"]), 10);
+        let Choice::Endpoint(p) = b.choose().await.unwrap() else {
+            panic!("an endpoint")
+        };
+        assert_eq!(*p.key(), "10.0.0.1:80".parse().unwrap());
+        tx.send(Resolution::Unknown).unwrap();
+        assert!(matches!(b.choose().await.unwrap(), Choice::Fallback));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_service_queues_then_answers_503_and_endpoints_arriving_release_the_queue() {
+        let (b, tx) = balancer(known(&[]), 10);
+        let started = tokio::time::Instant::now();
+        let err = b.choose().await.unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            err.reason.contains("no endpoints for books:7001"),
+            "{}",
+            err.reason
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.choose().await.map(|c| matches!(c, Choice::Endpoint(_))) }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(known(&["10.0.0.2:80"])).unwrap();
+        assert!(
+            waiting.await.unwrap().unwrap(),
+            "released by the new endpoint"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_at_once() {
+        let (b, _tx) = balancer(known(&[]), 1);
+        let first = tokio::spawn({
+            let b = b.clone();
+            async move { b.choose().await.is_err() }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let err = b.choose().await.unwrap_err();
+        assert!(
+            err.reason.contains("too many requests waiting"),
+            "{}",
+            err.reason
+        );
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(first.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_controller_costs_one_wait_then_requests_fall_back_at_once() {
+        let (b, tx) = balancer(Resolution::Pending, 10);
+        let started = tokio::time::Instant::now();
+        assert!(matches!(b.choose().await.unwrap(), Choice::Fallback));
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        let again = tokio::time::Instant::now();
+        assert!(matches!(b.choose().await.unwrap(), Choice::Fallback));
+        assert_eq!(again.elapsed(), Duration::ZERO, "no second wait");
+        // The controller answers at last: endpoints are used again.
+        tx.send(known(&["10.0.0.3:80"])).unwrap();
+        assert!(matches!(b.choose().await.unwrap(), Choice::Endpoint(_)));
     }
 }

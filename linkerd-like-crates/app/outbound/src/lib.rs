@@ -39,8 +39,14 @@ impl Outbound {
         discovery: Option<Discovery>,
     ) -> Self {
         let conn = Connection::new(Direction::Outbound, config.clone(), metrics);
-        let discover = discovery
-            .map(|d| Discover::new(d, conn.clients().clone(), config.queue, config.cache_idle));
+        let discover = discovery.map(|d| {
+            Discover::new(
+                Arc::new(d),
+                conn.clients().clone(),
+                config.queue,
+                config.cache_idle,
+            )
+        });
         Self {
             conn,
             resolve,
