@@ -69,15 +69,8 @@ fn main() -> ExitCode {
                     controller,
                 },
         } => {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("conduit: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let timeout = Duration::from_secs(5);
             match rt.block_on(conduit_app_cli::diagnostics::endpoints(
@@ -105,15 +98,8 @@ fn main() -> ExitCode {
                 interval: Duration::from_secs(interval.max(1)),
                 rps: rps.max(1),
             };
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("conduit: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let mut stdout = std::io::stdout();
             match rt.block_on(conduit_app_cli::demo::run(opts, &mut stdout)) {
@@ -123,6 +109,20 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The runtime every command runs on; `None` (after saying why) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("conduit: cannot start the runtime: {e}");
+            None
         }
     }
 }

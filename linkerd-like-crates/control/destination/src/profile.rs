@@ -236,7 +236,7 @@ fn check_regex(regex: &str) -> Result<(), InvalidProfile> {
 impl RequestMatchSpec {
     /// All the fields given, as one condition (an `all` when several).
     fn to_api(&self) -> Result<api::RequestMatch, InvalidProfile> {
-        use api::request_match::{Match, Seq};
+        use api::request_match::Match;
         let mut parts = Vec::new();
         if let Some(regex) = &self.path_regex {
             check_regex(regex)?;
@@ -271,36 +271,33 @@ impl RequestMatchSpec {
                 value: Some(value),
             }));
         }
-        let seq = |specs: &Vec<RequestMatchSpec>| -> Result<Seq, InvalidProfile> {
-            Ok(Seq {
-                matches: specs.iter().map(|s| s.to_api()).collect::<Result<_, _>>()?,
-            })
-        };
-        if let Some(all) = &self.all {
-            parts.push(Match::All(seq(all)?));
-        }
-        if let Some(any) = &self.any {
-            parts.push(Match::Any(seq(any)?));
-        }
-        if let Some(not) = &self.not {
-            parts.push(Match::Not(Box::new(not.to_api()?)));
-        }
-        one_or_all(parts, |matches| {
-            Match::All(Seq {
-                matches: matches
-                    .into_iter()
-                    .map(|m| api::RequestMatch { r#match: Some(m) })
-                    .collect(),
-            })
-        })
-        .map(|m| api::RequestMatch { r#match: Some(m) })
-        .ok_or_else(|| InvalidProfile("a condition needs at least one field".into()))
+        combine(parts, &self.all, &self.any, &self.not, "a condition")
+    }
+}
+
+impl Condition for RequestMatchSpec {
+    type Api = api::RequestMatch;
+    type Match = api::request_match::Match;
+    fn to_api(&self) -> Result<Self::Api, InvalidProfile> {
+        RequestMatchSpec::to_api(self)
+    }
+    fn all(matches: Vec<Self::Api>) -> Self::Match {
+        api::request_match::Match::All(api::request_match::Seq { matches })
+    }
+    fn any(matches: Vec<Self::Api>) -> Self::Match {
+        api::request_match::Match::Any(api::request_match::Seq { matches })
+    }
+    fn not(inner: Self::Api) -> Self::Match {
+        api::request_match::Match::Not(Box::new(inner))
+    }
+    fn wrap(m: Self::Match) -> Self::Api {
+        api::RequestMatch { r#match: Some(m) }
     }
 }
 
 impl ResponseMatchSpec {
     fn to_api(&self) -> Result<api::ResponseMatch, InvalidProfile> {
-        use api::response_match::{Match, Seq};
+        use api::response_match::Match;
         let mut parts = Vec::new();
         if let Some(status) = &self.status {
             let max = status.max.unwrap_or(status.min);
@@ -315,39 +312,73 @@ impl ResponseMatchSpec {
                 max: u32::from(max),
             }));
         }
-        let seq = |specs: &Vec<ResponseMatchSpec>| -> Result<Seq, InvalidProfile> {
-            Ok(Seq {
-                matches: specs.iter().map(|s| s.to_api()).collect::<Result<_, _>>()?,
-            })
-        };
-        if let Some(all) = &self.all {
-            parts.push(Match::All(seq(all)?));
-        }
-        if let Some(any) = &self.any {
-            parts.push(Match::Any(seq(any)?));
-        }
-        if let Some(not) = &self.not {
-            parts.push(Match::Not(Box::new(not.to_api()?)));
-        }
-        one_or_all(parts, |matches| {
-            Match::All(Seq {
-                matches: matches
-                    .into_iter()
-                    .map(|m| api::ResponseMatch { r#match: Some(m) })
-                    .collect(),
-            })
-        })
-        .map(|m| api::ResponseMatch { r#match: Some(m) })
-        .ok_or_else(|| InvalidProfile("a response condition needs at least one field".into()))
+        combine(
+            parts,
+            &self.all,
+            &self.any,
+            &self.not,
+            "a response condition",
+        )
     }
 }
 
-fn one_or_all<M>(mut parts: Vec<M>, all: impl FnOnce(Vec<M>) -> M) -> Option<M> {
-    match parts.len() {
-        0 => None,
-        1 => parts.pop(),
-        _ => Some(all(parts)),
+impl Condition for ResponseMatchSpec {
+    type Api = api::ResponseMatch;
+    type Match = api::response_match::Match;
+    fn to_api(&self) -> Result<Self::Api, InvalidProfile> {
+        ResponseMatchSpec::to_api(self)
     }
+    fn all(matches: Vec<Self::Api>) -> Self::Match {
+        api::response_match::Match::All(api::response_match::Seq { matches })
+    }
+    fn any(matches: Vec<Self::Api>) -> Self::Match {
+        api::response_match::Match::Any(api::response_match::Seq { matches })
+    }
+    fn not(inner: Self::Api) -> Self::Match {
+        api::response_match::Match::Not(Box::new(inner))
+    }
+    fn wrap(m: Self::Match) -> Self::Api {
+        api::ResponseMatch { r#match: Some(m) }
+    }
+}
+
+/// What request and response conditions share: `all`, `any` and `not` over themselves, and
+/// several fields given together meaning all of them.
+trait Condition {
+    type Api;
+    type Match;
+    fn to_api(&self) -> Result<Self::Api, InvalidProfile>;
+    fn all(matches: Vec<Self::Api>) -> Self::Match;
+    fn any(matches: Vec<Self::Api>) -> Self::Match;
+    fn not(inner: Self::Api) -> Self::Match;
+    fn wrap(m: Self::Match) -> Self::Api;
+}
+
+/// `parts` (the leaf fields already converted) with the combinators, as one condition.
+fn combine<C: Condition>(
+    mut parts: Vec<C::Match>,
+    all: &Option<Vec<C>>,
+    any: &Option<Vec<C>>,
+    not: &Option<Box<C>>,
+    what: &str,
+) -> Result<C::Api, InvalidProfile> {
+    let seq = |specs: &Vec<C>| specs.iter().map(C::to_api).collect::<Result<Vec<_>, _>>();
+    if let Some(all) = all {
+        parts.push(C::all(seq(all)?));
+    }
+    if let Some(any) = any {
+        parts.push(C::any(seq(any)?));
+    }
+    if let Some(not) = not {
+        parts.push(C::not(not.to_api()?));
+    }
+    let one = match parts.len() {
+        0 => return Err(InvalidProfile(format!("{what} needs at least one field"))),
+        1 => parts.pop(),
+        _ => Some(C::all(parts.into_iter().map(C::wrap).collect())),
+    };
+    one.map(C::wrap)
+        .ok_or_else(|| InvalidProfile(format!("{what} needs at least one field")))
 }
 
 fn http_method_invalid(method: &str) -> bool {
