@@ -193,11 +193,11 @@ impl Bound {
 
 /// Keeps one short timer always pending in the runtime.
 ///
-/// Every request arms a header-read timer. When it is the earliest timer, tokio's time driver
-/// wakes its own thread through an eventfd so the next `epoll_wait` uses the new deadline: one
-/// extra `write` syscall and one extra wake-up per request. With a timer that is always due
-/// sooner, new request timers are never the earliest, and that cost goes away, for one
-/// wake-up every half second.
+/// Requests may arm timers (a response or route timeout, a connection's idle timer being
+/// reset). When a new timer is the earliest, tokio's time driver wakes its own thread through
+/// an eventfd so the next `epoll_wait` uses the new deadline: one extra `write` syscall and
+/// one extra wake-up. With a timer that is always due sooner, new request timers are never the
+/// earliest, and that cost goes away, for one wake-up every half second.
 async fn keep_timer_armed(mut drain: drain::Watch) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
