@@ -53,6 +53,8 @@ pub trait LogLevel: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct Admin {
     metrics: Arc<dyn Metrics>,
+    /// Whether `/ready` says ready; `None` is always.
+    ready: Option<Arc<std::sync::atomic::AtomicBool>>,
     log_level: Arc<dyn LogLevel>,
     shutdown: Arc<tokio::sync::Notify>,
 }
@@ -75,9 +77,16 @@ impl Admin {
     ) -> Self {
         Self {
             metrics: Arc::new(metrics),
+            ready: None,
             log_level,
             shutdown,
         }
+    }
+
+    /// `/ready` answers 503 until `ready` is set (a controller's first sync, say).
+    pub fn with_readiness(mut self, ready: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 
     /// Serves `listener` until `drain` is signaled.
@@ -131,7 +140,15 @@ impl Admin {
                 rsp
             }),
             "/ready" => only(&method, &[Method::GET], || {
-                text_response(StatusCode::OK, "ready\n")
+                let ready = self
+                    .ready
+                    .as_ref()
+                    .is_none_or(|r| r.load(std::sync::atomic::Ordering::Acquire));
+                if ready {
+                    text_response(StatusCode::OK, "ready\n")
+                } else {
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
             }),
             "/live" => only(&method, &[Method::GET], || {
                 text_response(StatusCode::OK, "live\n")

@@ -143,3 +143,29 @@ async fn draining_closes_the_listener() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn ready_waits_for_the_readiness_flag_when_one_is_given() {
+    let listener = conduit_transport::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr();
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = Admin::new(
+        ProxyMetrics::default(),
+        Arc::new(FakeLevel::default()),
+        Arc::new(Notify::new()),
+    )
+    .with_readiness(ready.clone());
+    let (_signal, watch) = conduit_stack::drain::channel();
+    tokio::spawn(admin.serve(listener, watch));
+
+    assert_eq!(
+        call(addr, "GET", "/ready", Bytes::new()).await.status(),
+        503
+    );
+    assert_eq!(call(addr, "GET", "/live", Bytes::new()).await.status(), 200);
+    ready.store(true, std::sync::atomic::Ordering::Release);
+    assert_eq!(
+        call(addr, "GET", "/ready", Bytes::new()).await.status(),
+        200
+    );
+}

@@ -123,7 +123,11 @@ impl Bound {
         let (signal, watch) = drain::channel();
         let admin_shutdown = Arc::new(tokio::sync::Notify::new());
         let metrics = metrics::ControllerMetrics::new(self.index.clone());
-        let admin = Admin::new(metrics, self.log_level, admin_shutdown.clone());
+        // Ready once the source has given the whole state: at once for a file (it was loaded
+        // at start-up), after every watcher's first list for Kubernetes.
+        let synced = Arc::new(std::sync::atomic::AtomicBool::new(self.kube.is_none()));
+        let admin = Admin::new(metrics, self.log_level, admin_shutdown.clone())
+            .with_readiness(synced.clone());
         tokio::spawn(admin.serve(self.admin, watch.clone()));
         if let Discovery::File(path) = &self.args.discovery {
             tokio::spawn(file::watch(path.clone(), self.index.clone()));
@@ -137,6 +141,7 @@ impl Bound {
                 client,
                 self.index.clone(),
                 identities,
+                synced,
             ));
         }
 

@@ -9,6 +9,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -22,8 +23,14 @@ enum Message {
 
 /// Watches the cluster through `client` and keeps `index` up to date, until the task is
 /// dropped. Each watcher retries with kube's default backoff; one owner applies every event,
-/// so the reduction needs no locks.
-pub async fn run(client: Client, index: Arc<Index>, identities: IdentityConfig) {
+/// so the reduction needs no locks. `synced` is set once every watcher has listed its
+/// objects, so the index answers for the whole cluster.
+pub async fn run(
+    client: Client,
+    index: Arc<Index>,
+    identities: IdentityConfig,
+    synced: Arc<AtomicBool>,
+) {
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
     let tasks = [
         tokio::spawn(follow(
@@ -49,12 +56,26 @@ pub async fn run(client: Client, index: Arc<Index>, identities: IdentityConfig) 
     ];
     let _abort = AbortAll(tasks);
     let mut cluster = Cluster::new(index, identities);
+    let mut listed = [false; 4];
     while let Some(message) = rx.recv().await {
+        let (kind, done) = match &message {
+            Message::Service(e) => (0, matches!(**e, Event::InitDone)),
+            Message::Slice(e) => (1, matches!(**e, Event::InitDone)),
+            Message::Pod(e) => (2, matches!(**e, Event::InitDone)),
+            Message::Profile(e) => (3, matches!(**e, Event::InitDone)),
+        };
         match message {
             Message::Service(e) => cluster.service(*e),
             Message::Slice(e) => cluster.slice(*e),
             Message::Pod(e) => cluster.pod(*e),
             Message::Profile(e) => cluster.profile(*e),
+        }
+        if done && !listed[kind] {
+            listed[kind] = true;
+            if listed.iter().all(|l| *l) {
+                tracing::info!("every watcher has listed the cluster");
+                synced.store(true, Ordering::Release);
+            }
         }
     }
 }

@@ -81,10 +81,12 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<Body>>();
     let client = kube::Client::new(svc, "default");
     let index = Index::new("cluster.local");
+    let synced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let controller = tokio::spawn(conduit_control_k8s::run(
         client,
         index.clone(),
         IdentityConfig::default(),
+        synced.clone(),
     ));
 
     // The API server: answers each list, and holds each watch open.
@@ -120,8 +122,15 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
         }
     });
 
-    // From the lists.
+    // From the lists; once all four are listed, the controller is ready.
     until(&index, &["10.1.0.1:8080"]).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !synced.load(std::sync::atomic::Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("synced after every list");
 
     // A watch event: a second slice is added.
     let watch = tokio::time::timeout(Duration::from_secs(10), slice_watch.recv())
