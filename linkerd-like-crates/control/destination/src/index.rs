@@ -150,8 +150,9 @@ pub struct Index {
 struct Inner {
     services: HashMap<ServiceKey, Indexed>,
     cluster_ips: HashMap<IpAddr, ServiceKey>,
-    /// Every endpoint IP, to answer lookups of a pod's address.
-    pod_ips: HashMap<IpAddr, (ServiceKey, Endpoint)>,
+    /// Every endpoint IP, to answer lookups of a pod's address: each service that lists the
+    /// IP, the latest last, so removing one service leaves the others' entries in place.
+    pod_ips: HashMap<IpAddr, Vec<(ServiceKey, Endpoint)>>,
     profiles: HashMap<String, Arc<DestinationProfile>>,
     endpoint_watches: HashMap<Target, watch::Sender<Arc<Snapshot>>>,
     profile_watches: HashMap<Target, watch::Sender<Arc<DestinationProfile>>>,
@@ -343,7 +344,9 @@ impl Inner {
         }
         for endpoint in service.ports.values().flat_map(|p| p.endpoints.values()) {
             self.pod_ips
-                .insert(endpoint.addr.ip(), (key.clone(), endpoint.clone()));
+                .entry(endpoint.addr.ip())
+                .or_default()
+                .push((key.clone(), endpoint.clone()));
         }
         self.services.insert(key, Indexed::new(service));
     }
@@ -364,21 +367,11 @@ impl Inner {
             .flat_map(|p| p.endpoints.values())
         {
             let ip = endpoint.addr.ip();
-            if self.pod_ips.get(&ip).is_some_and(|(k, _)| k == key) {
-                self.pod_ips.remove(&ip);
-            }
-        }
-        // Another service may list the same pod: keep its IP answerable.
-        for (other, indexed) in &self.services {
-            for endpoint in indexed
-                .service
-                .ports
-                .values()
-                .flat_map(|p| p.endpoints.values())
-            {
-                self.pod_ips
-                    .entry(endpoint.addr.ip())
-                    .or_insert_with(|| (other.clone(), endpoint.clone()));
+            if let Some(listed) = self.pod_ips.get_mut(&ip) {
+                listed.retain(|(k, _)| k != key);
+                if listed.is_empty() {
+                    self.pod_ips.remove(&ip);
+                }
             }
         }
     }
@@ -403,7 +396,7 @@ impl Inner {
             };
         }
         match target {
-            Target::Addr(addr) => match self.pod_ips.get(&addr.ip()) {
+            Target::Addr(addr) => match self.pod_ips.get(&addr.ip()).and_then(|l| l.last()) {
                 Some((_, endpoint)) => {
                     let endpoint = Endpoint {
                         addr: *addr,
@@ -594,6 +587,25 @@ mod tests {
 
         let nobody = index.endpoints("10.9.9.9:80").unwrap();
         assert_eq!(nobody.borrow().view, View::Unknown);
+    }
+
+    #[test]
+    fn a_pod_listed_by_two_services_stays_answerable_when_one_goes() {
+        let index = Index::new("cluster.local");
+        let pod = ep("10.1.0.7:7001");
+        index.set_service(
+            ServiceKey::new("demo", "books"),
+            Some(service("10.0.0.1", 7001, std::slice::from_ref(&pod))),
+        );
+        index.set_service(
+            ServiceKey::new("demo", "shelf"),
+            Some(service("10.0.0.2", 7001, &[pod])),
+        );
+        let by_pod = index.endpoints("10.1.0.7:7001").unwrap();
+        index.set_service(ServiceKey::new("demo", "shelf"), None);
+        assert_eq!(addrs(&by_pod.borrow().view), ["10.1.0.7:7001"]);
+        index.set_service(ServiceKey::new("demo", "books"), None);
+        assert_eq!(by_pod.borrow().view, View::Unknown);
     }
 
     #[test]
