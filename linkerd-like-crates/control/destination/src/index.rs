@@ -56,17 +56,28 @@ impl Delta {
         old: &BTreeMap<SocketAddr, Endpoint>,
         new: &BTreeMap<SocketAddr, Endpoint>,
     ) -> Self {
-        let removed = old
-            .keys()
-            .filter(|a| !new.contains_key(a))
-            .copied()
-            .collect();
-        let added = new
-            .iter()
+        Self {
+            added: Self::added(old, new).cloned().collect(),
+            removed: Self::removed(old, new).collect(),
+        }
+    }
+
+    /// The addresses in `old` and not in `new`.
+    pub fn removed<'a>(
+        old: &'a BTreeMap<SocketAddr, Endpoint>,
+        new: &'a BTreeMap<SocketAddr, Endpoint>,
+    ) -> impl Iterator<Item = SocketAddr> + Send + 'a {
+        old.keys().filter(|a| !new.contains_key(a)).copied()
+    }
+
+    /// The endpoints of `new` that are not in `old` as they are.
+    pub fn added<'a>(
+        old: &'a BTreeMap<SocketAddr, Endpoint>,
+        new: &'a BTreeMap<SocketAddr, Endpoint>,
+    ) -> impl Iterator<Item = &'a Endpoint> + Send + 'a {
+        new.iter()
             .filter(|(a, e)| old.get(a) != Some(e))
-            .map(|(_, e)| e.clone())
-            .collect();
-        Self { added, removed }
+            .map(|(_, e)| e)
     }
 }
 

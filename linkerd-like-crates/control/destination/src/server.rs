@@ -6,7 +6,7 @@
 //! it gets one update to the latest state rather than the backlog. No stream waits on another.
 //! The task ends when the client goes (the channel closes) or the controller shuts down.
 
-use crate::index::{Index, Snapshot, View};
+use crate::index::{Delta, Index, Snapshot, View};
 use crate::model::{Endpoint, ProtocolHint};
 use conduit_api::destination as api;
 use conduit_api::destination::destination_server::Destination;
@@ -168,21 +168,8 @@ fn diff<'a>(
     match sent {
         None => adds(next.values()),
         Some(sent) => {
-            let removed: Vec<std::net::SocketAddr> = sent
-                .keys()
-                .filter(|a| !next.contains_key(a))
-                .copied()
-                .collect();
-            let added = next
-                .iter()
-                .filter(move |(a, e)| sent.get(a) != Some(e))
-                .map(|(_, e)| e);
-            Box::new(
-                removes(&removed)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .chain(adds(added)),
-            )
+            let removed: Vec<std::net::SocketAddr> = Delta::removed(sent, next).collect();
+            Box::new(removes(&removed).chain(adds(Delta::added(sent, next))))
         }
     }
 }
