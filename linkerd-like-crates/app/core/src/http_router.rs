@@ -2,6 +2,7 @@ use crate::balancer::{Balancer, Choice, Discover};
 use crate::resolve::Resolve;
 use crate::Config;
 use conduit_addr::Addr;
+use conduit_balance::Picked;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, Slot};
 use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
@@ -237,21 +238,37 @@ impl Shared {
         fallback: Client,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<ProxyBody>, Error> {
-        let (client, mut picked) = match choice {
-            Choice::Endpoint(picked) => (picked.endpoint().clone(), Some(picked)),
-            Choice::Fallback => (fallback, None),
-        };
+        match choice {
+            Choice::Endpoint(picked) => self.to_picked(picked, req, self.fallback.clone()).await,
+            Choice::Fallback => {
+                forward::forward(
+                    fallback,
+                    self.slot.clone(),
+                    req,
+                    self.fallback.clone(),
+                    self.response_timeout,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Sends a request to the endpoint the balancer picked, and reports its latency back.
+    async fn to_picked(
+        &self,
+        mut picked: Picked<SocketAddr, Client>,
+        req: http::Request<Incoming>,
+        authority: Authority,
+    ) -> Result<http::Response<ProxyBody>, Error> {
         let rsp = forward::forward(
-            client,
+            picked.endpoint().clone(),
             self.slot.clone(),
             req,
-            self.fallback.clone(),
+            authority,
             self.response_timeout,
         )
         .await;
-        if let Some(picked) = &mut picked {
-            picked.observe();
-        }
+        picked.observe();
         rsp
     }
 
@@ -274,18 +291,7 @@ impl Shared {
         route
             .apply(grpc, async move {
                 match balancer.choose().await? {
-                    Choice::Endpoint(mut picked) => {
-                        let rsp = forward::forward(
-                            picked.endpoint().clone(),
-                            self.slot.clone(),
-                            req,
-                            authority,
-                            self.response_timeout,
-                        )
-                        .await;
-                        picked.observe();
-                        rsp
-                    }
+                    Choice::Endpoint(picked) => self.to_picked(picked, req, authority).await,
                     Choice::Fallback => self.explicit(resolve, req).await,
                 }
             })
