@@ -4,6 +4,7 @@
 //!
 //! - [`destination`]: endpoints and profiles of services (`Get`, `GetProfile`); the stream
 //!   semantics are documented in `proto/destination.proto`.
+//! - [`identity`]: certificates for workload identities (`Certify`).
 //!
 //! Besides the generated types, [`addr`] converts between the wire's addresses and std's.
 
@@ -20,4 +21,15 @@ pub mod addr;
 )]
 pub mod destination {
     tonic::include_proto!("conduit.destination");
+}
+
+/// The Identity API (`proto/identity.proto`).
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
+pub mod identity {
+    tonic::include_proto!("conduit.identity");
 }

@@ -1,10 +1,10 @@
 //! Following a server stream: open, apply each message to a state, publish it, and reopen
 //! with backoff when the stream ends or fails.
 
-use crate::backoff::Backoff;
 use crate::resolution::{EndpointMeta, Resolution};
 use conduit_api::destination as api;
 use conduit_api::destination::destination_client::DestinationClient;
+use conduit_stack::Backoff;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -13,12 +13,11 @@
 
 #![forbid(unsafe_code)]
 
-mod backoff;
 mod follow;
 mod resolution;
 
-pub use self::backoff::Backoff;
 pub use self::resolution::{EndpointMeta, ProtocolHint, Resolution};
+pub use conduit_stack::Backoff;
 
 use conduit_api::destination::destination_client::DestinationClient;
 use conduit_api::destination::{DestinationProfile, GetDestination};

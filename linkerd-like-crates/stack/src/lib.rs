@@ -9,13 +9,16 @@
 //! [`NewCache`] keeps the service built for each target and hands out clones, dropping
 //! entries that were not used for an idle timeout, so a long-lived proxy that sees many
 //! short-lived destinations does not grow without bound. [`drain`] coordinates graceful
-//! shutdown between the process and every task that must finish first.
+//! shutdown between the process and every task that must finish first. [`Backoff`] spaces
+//! the retries of anything that reconnects or re-asks (discovery streams, certificates).
 
 #![forbid(unsafe_code)]
 
+mod backoff;
 mod cache;
 pub mod drain;
 
+pub use self::backoff::Backoff;
 pub use self::cache::NewCache;
 
 /// Builds a service for a target.
