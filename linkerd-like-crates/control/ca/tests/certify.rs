@@ -1,4 +1,5 @@
 //! The Identity API over real gRPC: what it signs and what it refuses, and why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use conduit_api::identity::identity_client::IdentityClient;
 use conduit_api::identity::CertifyRequest;
