@@ -96,10 +96,27 @@ impl Default for Config {
 
 /// Reads from `io` until the protocol is known; returns it (`None` for opaque) with a stream
 /// that replays every byte read.
-pub async fn detect_io<I>(
+pub async fn detect_io<I>(io: I, config: Config) -> std::io::Result<(Option<Http>, PrefixedIo<I>)>
+where
+    I: AsyncRead + Unpin,
+{
+    read_until(io, config, |buf| match detect(buf) {
+        Detection::Http(http) => Some(Some(http)),
+        Detection::Opaque => Some(None),
+        Detection::NeedMore => None,
+    })
+    .await
+    .map(|(found, io)| (found.flatten(), io))
+}
+
+/// Reads from `io` until `decide` returns `Some` on the bytes read so far, within `config`'s
+/// time and byte bounds (`None` when they run out, or at end of stream). Every byte read is
+/// replayed by the returned stream. HTTP detection and TLS ClientHello detection share it.
+pub async fn read_until<I, T>(
     mut io: I,
     config: Config,
-) -> std::io::Result<(Option<Http>, PrefixedIo<I>)>
+    mut decide: impl FnMut(&[u8]) -> Option<T>,
+) -> std::io::Result<(Option<T>, PrefixedIo<I>)>
 where
     I: AsyncRead + Unpin,
 {
@@ -117,11 +134,11 @@ where
             Err(_elapsed) => break None,
             Ok(Err(e)) => return Err(e),
             Ok(Ok(0)) => break None,
-            Ok(Ok(_)) => match detect(&buf) {
-                Detection::Http(http) => break Some(http),
-                Detection::Opaque => break None,
-                Detection::NeedMore => {}
-            },
+            Ok(Ok(_)) => {
+                if let Some(found) = decide(&buf) {
+                    break Some(found);
+                }
+            }
         }
     };
     Ok((found, PrefixedIo::new(buf.freeze(), io)))

@@ -1,1 +1,128 @@
-//! TLS.
+//! Mutual TLS between proxies.
+//!
+//! Both ends hold [`Credentials`] (a key and the certificate the controller issued for the
+//! workload's identity), and trust the mesh's anchors:
+//!
+//! - [`ClientTls::connect`] opens TLS 1.3 to a meshed endpoint with SNI set to the identity
+//!   discovery says it has. rustls checks that the server's certificate chains to the anchors,
+//!   is valid now, and names exactly that identity; anything else fails the handshake. The
+//!   client presents its own certificate, and offers ALPN `h2` (with `http/1.1` for requests
+//!   that cannot travel over HTTP/2, such as upgrades).
+//! - On the inbound side, [`client_hello`] reads the SNI out of a connection's first bytes
+//!   without consuming them. When it is our own identity, [`ServerTls::accept`] terminates
+//!   TLS, verifying the client's certificate if it sends one; [`peer_identity`] then names
+//!   the client. TLS for any other name is not ours to terminate and is passed through.
+//!
+//! Only TLS 1.3 is offered. Certificates are resolved per handshake from the credentials, so
+//! a renewed certificate needs no new configuration. The crypto provider is ring's.
+
+#![forbid(unsafe_code)]
+
+mod client_hello;
+mod peer;
+
+pub use self::client_hello::{client_hello, ClientHello};
+pub use self::peer::peer_identity;
+pub use conduit_identity::{Credentials, Name};
+pub use tokio_rustls::client::TlsStream as ClientStream;
+pub use tokio_rustls::server::TlsStream as ServerStream;
+
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// ALPN for HTTP/2 between proxies.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN for HTTP/1.1 between proxies (requests HTTP/2 cannot carry, such as upgrades).
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS configuration failed: {0}")]
+pub struct ConfigError(#[from] rustls::Error);
+
+fn tls13(
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>, rustls::Error> {
+    rustls::ClientConfig::builder_with_provider(conduit_identity::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+}
+
+/// Opens mutual TLS to other proxies.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    h2: Arc<rustls::ClientConfig>,
+    http1: Arc<rustls::ClientConfig>,
+}
+
+impl ClientTls {
+    /// A client presenting `credentials` and trusting their anchors.
+    pub fn new(credentials: Arc<Credentials>) -> Result<Self, ConfigError> {
+        let config = |alpn: &[u8]| -> Result<_, ConfigError> {
+            let mut config = tls13()?
+                .with_root_certificates(credentials.anchors().roots().clone())
+                .with_client_cert_resolver(credentials.clone());
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(Arc::new(config))
+        };
+        Ok(Self {
+            h2: config(ALPN_H2)?,
+            http1: config(ALPN_HTTP1)?,
+        })
+    }
+
+    /// Completes a TLS handshake over `io` with the proxy whose identity is `server`, asking
+    /// for HTTP/2, or HTTP/1.1 when `h2` is false.
+    pub async fn connect<I>(
+        &self,
+        server: &Name,
+        h2: bool,
+        io: I,
+    ) -> std::io::Result<ClientStream<I>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(server.as_str().to_owned())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let config = if h2 { &self.h2 } else { &self.http1 };
+        tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, io)
+            .await
+    }
+}
+
+/// Terminates mutual TLS for our own identity.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    name: Name,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl ServerTls {
+    /// A server presenting `credentials`, verifying clients against their anchors.
+    pub fn new(credentials: Arc<Credentials>) -> Result<Self, ConfigError> {
+        let mut config = rustls::ServerConfig::builder_with_provider(conduit_identity::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(credentials.anchors().client_verifier().clone())
+            .with_cert_resolver(credentials.clone());
+        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        Ok(Self {
+            name: credentials.name().clone(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Our identity: a ClientHello for this name is ours to terminate.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
+    /// Completes a TLS handshake over `io`, whose first bytes are the ClientHello.
+    pub async fn accept<I>(&self, io: I) -> std::io::Result<ServerStream<I>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+            .accept(io)
+            .await
+    }
+}
