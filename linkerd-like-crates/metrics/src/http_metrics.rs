@@ -1,5 +1,5 @@
 use crate::prom::{escape_label_value, EncodeLabels};
-use crate::{Counter, Direction, Encoder, Family, Histogram};
+use crate::{Counter, Direction, Encoder, Family, Histogram, ServerIdLabel, TlsLabel};
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
@@ -23,8 +23,8 @@ pub struct HttpTarget {
     pub direction: Direction,
     /// The address the traffic is headed for.
     pub target_addr: SocketAddr,
-    /// The TLS status (`disabled` until mTLS exists).
-    pub tls: &'static str,
+    /// The connection's TLS.
+    pub tls: TlsLabel,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +41,8 @@ struct ResponseLabels {
     status: u16,
     success: bool,
     route: Option<Arc<str>>,
+    /// The server's identity, when the response came over mTLS from another proxy.
+    server_id: Option<Arc<str>>,
 }
 
 /// The profile route a response's request matched. A router puts it in the response's
@@ -93,21 +95,31 @@ impl HttpMetrics {
     }
 }
 
-impl EncodeLabels for RequestLabels {
-    fn encode_labels(&self, out: &mut String) {
+impl RequestLabels {
+    fn encode_with_tls(&self, tls: &TlsLabel, out: &mut String) {
         let _ = write!(out, "direction=\"{}\",authority=\"", self.target.direction);
         if let Some(a) = &self.authority {
             escape_label_value(&String::from_utf8_lossy(a.as_bytes()), out);
         }
-        let _ = write!(out, "\",target_addr=\"{}\",tls=\"", self.target.target_addr);
-        escape_label_value(self.target.tls, out);
-        out.push('"');
+        let _ = write!(out, "\",target_addr=\"{}\",", self.target.target_addr);
+        tls.encode(out);
+    }
+}
+
+impl EncodeLabels for RequestLabels {
+    fn encode_labels(&self, out: &mut String) {
+        self.encode_with_tls(&self.target.tls, out);
     }
 }
 
 impl EncodeLabels for ResponseLabels {
     fn encode_labels(&self, out: &mut String) {
-        self.request.encode_labels(out);
+        match &self.server_id {
+            Some(id) => self
+                .request
+                .encode_with_tls(&TlsLabel::Server(id.clone()), out),
+            None => self.request.encode_labels(out),
+        }
         let class = if self.success { "success" } else { "failure" };
         let _ = write!(
             out,
@@ -171,8 +183,17 @@ struct Handles {
     responses: Mutex<Vec<CachedResponse>>,
 }
 
-/// Status, success, route, and their metrics.
-type CachedResponse = (u16, bool, Option<Arc<str>>, Arc<ResponseStats>);
+/// A response's own labels: status, success, route and server identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ResponseKey {
+    status: u16,
+    success: bool,
+    route: Option<Arc<str>>,
+    server_id: Option<Arc<str>>,
+}
+
+/// A response's labels and their metrics.
+type CachedResponse = (ResponseKey, Arc<ResponseStats>);
 
 /// Response label sets a [`Handles`] remembers; rarer ones go to the family each time.
 const MAX_CACHED_RESPONSES: usize = 8;
@@ -211,28 +232,21 @@ impl Recorder {
 }
 
 impl Handles {
-    /// The response metrics for `status`, `success` and `route`.
-    fn response(
-        &self,
-        metrics: &HttpMetrics,
-        status: u16,
-        success: bool,
-        route: Option<Arc<str>>,
-    ) -> Arc<ResponseStats> {
+    /// The response metrics for `key`.
+    fn response(&self, metrics: &HttpMetrics, key: ResponseKey) -> Arc<ResponseStats> {
         let mut cached = self
             .responses
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, _, _, stats)) = cached.iter().find(|(s, ok, r, _)| {
-            *s == status && *ok == success && r.as_deref() == route.as_deref()
-        }) {
+        if let Some((_, stats)) = cached.iter().find(|(k, _)| *k == key) {
             return stats.clone();
         }
         let labels = ResponseLabels {
             request: self.request.clone(),
-            status,
-            success,
-            route: route.clone(),
+            status: key.status,
+            success: key.success,
+            route: key.route.clone(),
+            server_id: key.server_id.clone(),
         };
         // Bounded like requests: one authority's statuses make a handful of label sets.
         let responses = &metrics.responses;
@@ -250,7 +264,7 @@ impl Handles {
             }
         };
         if cached.len() < MAX_CACHED_RESPONSES {
-            cached.push((status, success, route, stats.clone()));
+            cached.push((key, stats.clone()));
         }
         stats
     }
@@ -321,6 +335,7 @@ where
                 recorder,
                 handles,
                 route: rsp.extensions().get::<RouteLabel>().map(|r| r.0.clone()),
+                server_id: rsp.extensions().get::<ServerIdLabel>().map(|s| s.0.clone()),
                 status: rsp.status().as_u16(),
                 latency: start.elapsed(),
                 failed: rsp.status().is_server_error() || grpc_failed == Some(true),
@@ -342,6 +357,7 @@ struct Pending {
     recorder: Arc<Recorder>,
     handles: Arc<Handles>,
     route: Option<Arc<str>>,
+    server_id: Option<Arc<str>>,
     status: u16,
     latency: Duration,
     failed: bool,
@@ -350,9 +366,13 @@ struct Pending {
 impl Pending {
     fn record(self, failed: bool) {
         let success = !(self.failed || failed);
-        let stats = self
-            .handles
-            .response(&self.recorder.metrics, self.status, success, self.route);
+        let key = ResponseKey {
+            status: self.status,
+            success,
+            route: self.route,
+            server_id: self.server_id,
+        };
+        let stats = self.handles.response(&self.recorder.metrics, key);
         stats.total.incr();
         stats.latency.record(self.latency);
     }
@@ -426,7 +446,7 @@ mod tests {
         HttpTarget {
             direction: Direction::Outbound,
             target_addr: "127.0.0.1:8080".parse().unwrap(),
-            tls: "disabled",
+            tls: TlsLabel::Disabled,
         }
     }
 

@@ -4,12 +4,14 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `request_total` | counter | `direction`, `authority`, `target_addr`, `tls` |
-//! | `response_total` | counter | the above + `status_code`, `classification` |
+//! | `request_total` | counter | `direction`, `authority`, `target_addr`, `tls` (+ `client_id`) |
+//! | `response_total` | counter | the above + `status_code`, `classification`, `route`; `server_id` for responses over outbound mTLS |
 //! | `response_latency_ms` | histogram | the above |
-//! | `tcp_open_total`, `tcp_close_total` | counter | `direction`, `peer`, `target_addr`, `tls` |
+//! | `tcp_open_total`, `tcp_close_total` | counter | `direction`, `peer`, `target_addr`, `tls` (+ `client_id` or `server_id`) |
 //! | `tcp_open_connections` | gauge | same |
 //! | `tcp_read_bytes_total`, `tcp_write_bytes_total` | counter | same |
+//!
+//! The `tls` label and its identities are described at [`TlsLabel`].
 //!
 //! `response_latency_ms` is the time from the request reaching the proxy to the response's
 //! headers (close to time-to-first-byte), in Linkerd's millisecond buckets. A response is
@@ -28,6 +30,7 @@ mod family;
 mod http_metrics;
 mod prom;
 mod tcp;
+mod tls;
 mod value;
 
 pub use self::family::Family;
@@ -37,6 +40,7 @@ pub use self::http_metrics::{
 };
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
 pub use self::tcp::{Peer, TcpConnection, TcpLabels, TcpMetrics};
+pub use self::tls::{ServerIdLabel, TlsLabel};
 pub use self::value::{Counter, Gauge, Histogram, LATENCY_BOUNDS_MS};
 
 use std::fmt;

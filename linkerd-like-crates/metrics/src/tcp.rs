@@ -1,4 +1,5 @@
-use crate::prom::{escape_label_value, EncodeLabels};
+use crate::prom::EncodeLabels;
+use crate::TlsLabel;
 use crate::{Counter, Direction, Encoder, Family, Gauge};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -22,8 +23,8 @@ pub struct TcpLabels {
     pub peer: Peer,
     /// Where the connection was headed.
     pub target_addr: SocketAddr,
-    /// The TLS status (`disabled` until mTLS exists).
-    pub tls: &'static str,
+    /// The connection's TLS.
+    pub tls: TlsLabel,
 }
 
 impl EncodeLabels for TcpLabels {
@@ -34,11 +35,10 @@ impl EncodeLabels for TcpLabels {
         };
         let _ = write!(
             out,
-            "direction=\"{}\",peer=\"{peer}\",target_addr=\"{}\",tls=\"",
+            "direction=\"{}\",peer=\"{peer}\",target_addr=\"{}\",",
             self.direction, self.target_addr
         );
-        escape_label_value(self.tls, out);
-        out.push('"');
+        self.tls.encode(out);
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
             direction: Direction::Inbound,
             peer: Peer::Src,
             target_addr: "10.0.0.1:80".parse().unwrap(),
-            tls: "disabled",
+            tls: TlsLabel::Disabled,
         };
         let conn = m.open(&labels);
         conn.read(10);

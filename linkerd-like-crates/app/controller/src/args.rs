@@ -24,6 +24,29 @@ impl std::str::FromStr for Discovery {
     }
 }
 
+/// How the identity service checks the tokens that come with CSRs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tokens {
+    /// TokenReviews of projected service-account tokens.
+    Kubernetes,
+    /// Local workload tokens keyed by the file at this path.
+    Local(PathBuf),
+}
+
+impl std::str::FromStr for Tokens {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            _ if s == "kubernetes" => Ok(Tokens::Kubernetes),
+            Some(("local", path)) if !path.is_empty() => Ok(Tokens::Local(path.into())),
+            _ => Err(format!(
+                "{s:?} is not a token verifier: use `kubernetes` or `local:KEY-FILE`"
+            )),
+        }
+    }
+}
+
 /// The controller's command line.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "conduit-controller", version, about = "The Conduit controller")]
@@ -72,6 +95,27 @@ pub struct Args {
     )]
     pub trust_domain: String,
 
+    /// The identity service's issuer: a directory holding `ca.crt` (the trust anchors),
+    /// `tls.crt` (the issuer certificate, then any intermediates) and `tls.key` (its PKCS#8
+    /// key), as a mounted `kubernetes.io/tls` Secret does. Reloaded when they change. Without
+    /// it the identity service is off.
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_DIR")]
+    pub identity_dir: Option<PathBuf>,
+
+    /// How tokens are checked: `kubernetes` (TokenReview; the default with Kubernetes
+    /// discovery) or `local:KEY-FILE`.
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_TOKENS")]
+    pub identity_tokens: Option<Tokens>,
+
+    /// How long issued certificates are valid.
+    #[arg(
+        long,
+        default_value = "24h",
+        value_parser = humantime::parse_duration,
+        env = "CONDUIT_CONTROLLER_IDENTITY_LIFETIME"
+    )]
+    pub identity_lifetime: std::time::Duration,
+
     /// The log filter (`info`, `warn,conduit=debug`).
     #[arg(long, default_value = "info", env = "CONDUIT_CONTROLLER_LOG")]
     pub log: String,
@@ -92,7 +136,26 @@ impl Args {
             cluster_domain: "cluster.local".into(),
             controller_namespace: "conduit".into(),
             trust_domain: "cluster.local".into(),
+            identity_dir: None,
+            identity_tokens: None,
+            identity_lifetime: std::time::Duration::from_secs(24 * 3600),
             log: "info".into(),
+        }
+    }
+
+    /// Turns the identity service on, with the issuer in `dir` and local tokens keyed by
+    /// `token_key`.
+    pub fn with_identity(mut self, dir: PathBuf, token_key: PathBuf) -> Self {
+        self.identity_dir = Some(dir);
+        self.identity_tokens = Some(Tokens::Local(token_key));
+        self
+    }
+
+    /// The naming of identities.
+    pub fn domain(&self) -> conduit_identity::Domain {
+        conduit_identity::Domain {
+            control_namespace: self.controller_namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
         }
     }
 }
@@ -113,6 +176,10 @@ mod tests {
             err.to_string().contains("use `kubernetes` or `file:PATH`"),
             "{err}"
         );
+        let err = Args::try_parse_from(["c", "--identity-tokens", "jwt"]).unwrap_err();
+        assert!(err.to_string().contains("`local:KEY-FILE`"), "{err}");
+        let args = Args::try_parse_from(["c", "--identity-tokens", "local:/k"]).unwrap();
+        assert_eq!(args.identity_tokens, Some(Tokens::Local("/k".into())));
         let err = Args::try_parse_from(["c", "--admin-addr", "nine"]).unwrap_err();
         assert!(err.to_string().contains("--admin-addr"), "{err}");
     }

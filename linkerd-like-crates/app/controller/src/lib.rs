@@ -2,27 +2,36 @@
 //!
 //! | port | what |
 //! |---|---|
-//! | `:8086` | gRPC: Destination (endpoint and profile streams) |
+//! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`) |
 //! | `:9990` | admin: `/metrics`, `/ready`, `/live` |
 //!
 //! Discovery comes from one source behind one index: a watched YAML file
 //! (`--discovery file:PATH`, the way to run without a cluster) or Kubernetes
 //! (`--discovery kubernetes`).
+//!
+//! The identity service is on when `--identity-dir` names the issuer's files; tokens are
+//! checked by TokenReview (`--identity-tokens kubernetes`, the default with Kubernetes
+//! discovery) or with a local key (`local:KEY-FILE`).
 
 #![forbid(unsafe_code)]
 
 mod args;
 mod metrics;
 
-pub use self::args::{Args, Discovery};
+pub use self::args::{Args, Discovery, Tokens};
 
 use conduit_app_admin::{Admin, LogLevel};
+use conduit_control_ca::{IdentityService, IssuerFiles, LocalTokens, TokenVerifier};
 use conduit_control_destination::{file, DestinationService, Index};
 use conduit_stack::drain;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
+
+/// How often the issuer's files are re-read.
+const ISSUER_RELOAD: Duration = Duration::from_millis(500);
 
 /// Why the controller cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +49,9 @@ pub enum StartError {
     /// The discovery source could not be read.
     #[error("discovery: {0}")]
     Discovery(String),
+    /// The identity service could not be set up.
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
 /// A controller with its listeners bound and its index loaded, ready to [`run`](Bound::run).
@@ -50,6 +62,7 @@ pub struct Bound {
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
     log_level: Arc<dyn LogLevel>,
+    identity: Option<IdentityService>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -79,6 +92,7 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
         })?),
         Discovery::File(_) => None,
     };
+    let identity = identity(&args, kube.as_ref()).await?;
     let grpc = tokio::net::TcpListener::bind(args.destination_addr)
         .await
         .map_err(|source| StartError::Bind {
@@ -98,7 +112,56 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
         grpc,
         admin,
         log_level,
+        identity,
     })
+}
+
+/// The identity service, if `--identity-dir` is given: its issuer loaded (and watched) and
+/// its token verifier chosen. Any problem stops start-up, naming the flag.
+async fn identity(
+    args: &Args,
+    kube: Option<&kube::Client>,
+) -> Result<Option<IdentityService>, StartError> {
+    let Some(dir) = &args.identity_dir else {
+        return Ok(None);
+    };
+    let files = IssuerFiles {
+        anchors: dir.join("ca.crt"),
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    };
+    let issuer = files
+        .watch(ISSUER_RELOAD)
+        .await
+        .map_err(|e| StartError::Identity(format!("--identity-dir: {e}")))?;
+    let tokens: Arc<dyn TokenVerifier> = match (&args.identity_tokens, kube) {
+        (Some(Tokens::Local(path)), _) => {
+            let key = tokio::fs::read_to_string(path).await.map_err(|e| {
+                StartError::Identity(format!(
+                    "--identity-tokens: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Arc::new(
+                LocalTokens::from_key(&key)
+                    .map_err(|e| StartError::Identity(format!("--identity-tokens: {e}")))?,
+            )
+        }
+        (Some(Tokens::Kubernetes) | None, Some(client)) => {
+            Arc::new(conduit_control_k8s::TokenReviews::new(client.clone()))
+        }
+        (Some(Tokens::Kubernetes) | None, None) => {
+            return Err(StartError::Identity(
+                "--identity-tokens: without Kubernetes discovery, tokens are checked with a local key: use local:KEY-FILE".into(),
+            ))
+        }
+    };
+    Ok(Some(IdentityService::new(
+        issuer,
+        args.domain(),
+        tokens,
+        args.identity_lifetime,
+    )))
 }
 
 impl Bound {
@@ -133,10 +196,7 @@ impl Bound {
             tokio::spawn(file::watch(path.clone(), self.index.clone()));
         }
         if let Some(client) = self.kube.clone() {
-            let identities = conduit_control_k8s::IdentityConfig {
-                control_namespace: self.args.controller_namespace.clone(),
-                trust_domain: self.args.trust_domain.clone(),
-            };
+            let identities = self.args.domain();
             tokio::spawn(conduit_control_k8s::run(
                 client,
                 self.index.clone(),
@@ -149,6 +209,7 @@ impl Bound {
         let mut grpc_drain = watch.clone();
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
+            .add_optional_service(self.identity.map(IdentityService::into_server))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async move {
                 grpc_drain.signaled().await;
             });
@@ -162,7 +223,7 @@ impl Bound {
         }
         tracing::info!("shutting down");
         // Streams are endless by design: give them a moment to see the shutdown, then go.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), signal.drain()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), signal.drain()).await;
         grpc.abort();
     }
 }

@@ -17,40 +17,13 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use conduit_identity::{Domain, Workload};
 use std::sync::Arc;
 
 /// The label that ties an EndpointSlice to its service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The container the injector adds: a pod with it is meshed.
 pub const PROXY_CONTAINER: &str = "conduit-proxy";
-
-/// How identities are named.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityConfig {
-    /// The controller's namespace (`conduit`).
-    pub control_namespace: String,
-    /// The trust domain (`cluster.local`).
-    pub trust_domain: String,
-}
-
-impl Default for IdentityConfig {
-    fn default() -> Self {
-        Self {
-            control_namespace: "conduit".into(),
-            trust_domain: "cluster.local".into(),
-        }
-    }
-}
-
-impl IdentityConfig {
-    /// `<sa>.<ns>.serviceaccount.identity.<control-ns>.<trust-domain>`.
-    pub fn identity(&self, service_account: &str, namespace: &str) -> String {
-        format!(
-            "{service_account}.{namespace}.serviceaccount.identity.{}.{}",
-            self.control_namespace, self.trust_domain
-        )
-    }
-}
 
 /// What the index needs of a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,7 +36,7 @@ pub struct PodInfo {
 
 impl PodInfo {
     /// Reads a pod.
-    pub fn of(pod: &Pod, identities: &IdentityConfig) -> Self {
+    pub fn of(pod: &Pod, identities: &Domain) -> Self {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let spec = pod.spec.as_ref();
         let meshed = spec.is_some_and(|s| s.containers.iter().any(|c| c.name == PROXY_CONTAINER));
@@ -88,7 +61,15 @@ impl PodInfo {
             })
         });
         PodInfo {
-            identity: meshed.then(|| identities.identity(sa, namespace)),
+            identity: meshed
+                .then(|| {
+                    identities.name(&Workload {
+                        service_account: sa.into(),
+                        namespace: namespace.into(),
+                    })
+                })
+                .and_then(Result::ok)
+                .map(|name| name.to_string()),
             workload,
         }
     }
@@ -306,7 +287,7 @@ enum Changed {
 #[derive(Debug)]
 pub struct Cluster {
     index: Arc<Index>,
-    identities: IdentityConfig,
+    identities: Domain,
     services: Objects<Service>,
     slices: Objects<EndpointSlice>,
     pods: Objects<Pod>,
@@ -318,7 +299,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Writes into `index`.
-    pub fn new(index: Arc<Index>, identities: IdentityConfig) -> Self {
+    pub fn new(index: Arc<Index>, identities: Domain) -> Self {
         Self {
             index,
             identities,

@@ -10,13 +10,17 @@
 //!   fixtures;
 //! - [`crd`]: the `ServiceProfile` resource (`conduit.io/v1alpha1`), whose CRD YAML is
 //!   generated into `deploy/crds.yaml`;
-//! - [`run`]: the watchers, wired to a `kube::Client`.
+//! - [`run`]: the watchers, wired to a `kube::Client`;
+//! - [`TokenReviews`]: service-account tokens checked by the API server, for the identity
+//!   service.
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod crd;
+mod token_review;
 mod watch;
 
-pub use self::cluster::{Cluster, IdentityConfig};
+pub use self::cluster::Cluster;
+pub use self::token_review::{TokenReviews, AUDIENCE};
 pub use self::watch::run;

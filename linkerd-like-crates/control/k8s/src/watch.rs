@@ -1,4 +1,5 @@
-use crate::cluster::{Cluster, Event, IdentityConfig};
+use crate::cluster::{Cluster, Event};
+use conduit_identity::Domain;
 use crate::crd::ServiceProfile;
 use conduit_control_destination::Index;
 use futures::StreamExt;
@@ -28,7 +29,7 @@ enum Message {
 pub async fn run(
     client: Client,
     index: Arc<Index>,
-    identities: IdentityConfig,
+    identities: Domain,
     synced: Arc<AtomicBool>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Message>(1024);

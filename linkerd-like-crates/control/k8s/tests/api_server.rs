@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use conduit_control_destination::index::View;
 use conduit_control_destination::Index;
-use conduit_control_k8s::IdentityConfig;
+use conduit_identity::Domain;
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -85,7 +85,7 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
     let controller = tokio::spawn(conduit_control_k8s::run(
         client,
         index.clone(),
-        IdentityConfig::default(),
+        Domain::default(),
         synced.clone(),
     ));
 

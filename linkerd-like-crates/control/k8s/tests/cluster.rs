@@ -7,7 +7,8 @@ use conduit_control_destination::model::ProtocolHint;
 use conduit_control_destination::Index;
 use conduit_control_k8s::cluster::Event;
 use conduit_control_k8s::crd::ServiceProfile;
-use conduit_control_k8s::{Cluster, IdentityConfig};
+use conduit_control_k8s::Cluster;
+use conduit_identity::Domain;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
@@ -75,7 +76,7 @@ fn pod(name: &str, meshed: bool) -> Pod {
 fn cluster() -> (Cluster, Arc<Index>) {
     let index = Index::new("cluster.local");
     (
-        Cluster::new(index.clone(), IdentityConfig::default()),
+        Cluster::new(index.clone(), Domain::default()),
         index,
     )
 }
