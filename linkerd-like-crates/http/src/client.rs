@@ -11,20 +11,32 @@
 //! - for HTTP/2, one multiplexed connection shared by every request, re-established when it
 //!   closes.
 //!
+//! An endpoint with an identity is another proxy: its connections are mutual TLS with that
+//! identity as the server name ([`NewClient::with_tls`]). Requests to it travel as HTTP/2
+//! (ALPN `h2`) whatever the client spoke, except HTTP/1 requests HTTP/2 cannot carry
+//! (upgrades, `CONNECT`), which use HTTP/1.1 over TLS (ALPN `http/1.1`).
+//!
 //! Requests go out as they are: the caller gives HTTP/1.1 requests in origin form (or
-//! authority form for `CONNECT`) with a `Host` header, and HTTP/2 requests with a scheme and
-//! authority.
+//! authority form for `CONNECT`) with a `Host` header, and HTTP/2 requests (including HTTP/1
+//! requests for a meshed endpoint, marked by their version) with a scheme and authority.
 
 use crate::Http;
 use conduit_error::Error;
 use conduit_stack::NewService;
+use conduit_tls::{ClientTls, Name};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+
+/// A connection's stream, plain or TLS. Boxed: connections are made rarely, and one client
+/// type serves both.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// How clients connect and pool.
 #[derive(Clone, Debug)]
@@ -52,20 +64,53 @@ impl Default for ClientConfig {
 pub struct Endpoint {
     /// Where to connect.
     pub addr: SocketAddr,
-    /// What to speak.
+    /// What the client spoke (and, without TLS, what the endpoint is spoken to in).
     pub http: Http,
+    /// The identity of the endpoint's proxy: connect with mutual TLS, expecting it.
+    pub tls: Option<Name>,
+}
+
+impl Endpoint {
+    /// A plaintext endpoint.
+    pub fn plain(addr: SocketAddr, http: Http) -> Self {
+        Self {
+            addr,
+            http,
+            tls: None,
+        }
+    }
+}
+
+/// Mutual TLS to `identity` at `addr` failed.
+#[derive(Debug, thiserror::Error)]
+#[error("mTLS to {identity} at {addr} failed: {source}")]
+pub struct TlsConnectError {
+    /// The identity expected.
+    pub identity: Name,
+    /// Where.
+    pub addr: SocketAddr,
+    /// Why: a handshake error says what rustls refused (wrong name, expired, unknown issuer).
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Builds a [`Client`] per [`Endpoint`].
 #[derive(Clone, Debug, Default)]
 pub struct NewClient {
     config: ClientConfig,
+    tls: Option<ClientTls>,
 }
 
 impl NewClient {
     /// Clients configured by `config`.
     pub fn new(config: ClientConfig) -> Self {
-        Self { config }
+        Self { config, tls: None }
+    }
+
+    /// Endpoints with an identity are reached with mutual TLS through `tls`.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -77,6 +122,7 @@ impl NewService<Endpoint> for NewClient {
             pool: Arc::new(Pool {
                 endpoint,
                 config: self.config.clone(),
+                tls: self.tls.clone(),
                 idle: Mutex::new(Vec::new()),
                 h2: Mutex::new(None),
                 h2_connecting: tokio::sync::Mutex::new(()),
@@ -95,6 +141,7 @@ pub struct Client {
 struct Pool {
     endpoint: Endpoint,
     config: ClientConfig,
+    tls: Option<ClientTls>,
     idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
     h2: Mutex<Option<http2::SendRequest<Incoming>>>,
     /// Held while an HTTP/2 connection is being made, so concurrent requests share it.
@@ -178,9 +225,31 @@ impl Pool {
         Some(idle.swap_remove(pos).0)
     }
 
-    async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, Error> {
-        let io =
+    /// Connects, with mutual TLS when the endpoint has an identity.
+    async fn connect(&self, h2: bool) -> Result<Box<dyn Io>, Error> {
+        let tcp =
             conduit_transport::connect(self.endpoint.addr, self.config.connect_timeout).await?;
+        let Some(identity) = &self.endpoint.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let tls = self.tls.as_ref().ok_or_else(|| TlsConnectError {
+            identity: identity.clone(),
+            addr: self.endpoint.addr,
+            source: std::io::Error::other("this proxy has no identity"),
+        })?;
+        let io = tls
+            .connect(identity, h2, tcp)
+            .await
+            .map_err(|source| TlsConnectError {
+                identity: identity.clone(),
+                addr: self.endpoint.addr,
+                source,
+            })?;
+        Ok(Box::new(io))
+    }
+
+    async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, Error> {
+        let io = self.connect(false).await?;
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
             if let Err(error) = conn.with_upgrades().await {
@@ -206,8 +275,7 @@ impl Pool {
         if let Some(sender) = self.h2_open() {
             return Ok(sender);
         }
-        let io =
-            conduit_transport::connect(self.endpoint.addr, self.config.connect_timeout).await?;
+        let io = self.connect(true).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(io))
@@ -234,43 +302,47 @@ impl Client {
         slot: &Slot,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Incoming>, Error> {
-        match self.pool.endpoint.http {
-            Http::H2 => {
-                // Connecting is boxed so that the per-request future stays small: it is
-                // moved and allocated on every request, a connection is made rarely.
-                let mut sender = match self.pool.h2_open() {
-                    Some(sender) => sender,
-                    None => Box::pin(self.pool.connect_h2()).await?,
-                };
-                sender.ready().await?;
-                Ok(sender.send_request(req).await?)
-            }
+        // A meshed endpoint gets HTTP/1 requests as HTTP/2 (`forward` marks them so).
+        let h2 = match self.pool.endpoint.http {
+            Http::H2 => true,
             Http::Http1 => {
-                // Inline rather than an `async fn` of its own, which would hold a second copy
-                // of the request in its state: this future is moved on every request.
-                let pool = &self.pool;
-                // A downstream HTTP/1.1 connection sends its next request only once the
-                // previous response has ended, so its upstream connection is done with it
-                // too, or about to be: wait for it rather than racing to open another.
-                let sticky = match slot.take(pool) {
-                    Some(mut sender) => sender.ready().await.ok().map(|()| sender),
-                    None => None,
-                };
-                let Some(mut reused) = sticky.or_else(|| pool.checkout()) else {
-                    // Boxed, as for HTTP/2: a new connection is the rare case.
-                    return Box::pin(self.send_fresh(slot, req)).await;
-                };
-                let sent = reused.try_send_request(req);
-                slot.keep(reused, pool);
-                match sent.await {
-                    Ok(rsp) => Ok(rsp),
-                    Err(mut e) => match e.take_message() {
-                        // The peer closed the idle connection before the request went out:
-                        // nothing was sent, so it is safe to send it on a new connection.
-                        Some(req) => Box::pin(self.send_fresh(slot, req)).await,
-                        None => Err(e.into_error().into()),
-                    },
-                }
+                self.pool.endpoint.tls.is_some() && req.version() == http::Version::HTTP_2
+            }
+        };
+        if h2 {
+            // Connecting is boxed so that the per-request future stays small: it is
+            // moved and allocated on every request, a connection is made rarely.
+            let mut sender = match self.pool.h2_open() {
+                Some(sender) => sender,
+                None => Box::pin(self.pool.connect_h2()).await?,
+            };
+            sender.ready().await?;
+            Ok(sender.send_request(req).await?)
+        } else {
+            // Inline rather than an `async fn` of its own, which would hold a second copy
+            // of the request in its state: this future is moved on every request.
+            let pool = &self.pool;
+            // A downstream HTTP/1.1 connection sends its next request only once the
+            // previous response has ended, so its upstream connection is done with it
+            // too, or about to be: wait for it rather than racing to open another.
+            let sticky = match slot.take(pool) {
+                Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+                None => None,
+            };
+            let Some(mut reused) = sticky.or_else(|| pool.checkout()) else {
+                // Boxed, as for HTTP/2: a new connection is the rare case.
+                return Box::pin(self.send_fresh(slot, req)).await;
+            };
+            let sent = reused.try_send_request(req);
+            slot.keep(reused, pool);
+            match sent.await {
+                Ok(rsp) => Ok(rsp),
+                Err(mut e) => match e.take_message() {
+                    // The peer closed the idle connection before the request went out:
+                    // nothing was sent, so it is safe to send it on a new connection.
+                    Some(req) => Box::pin(self.send_fresh(slot, req)).await,
+                    None => Err(e.into_error().into()),
+                },
             }
         }
     }

@@ -37,8 +37,24 @@ pub async fn forward(
     };
     strip_hop_by_hop(req.headers_mut(), downstream.is_some() && !is_connect);
     if !is_connect {
-        match client.endpoint().http {
-            Http::Http1 => to_origin_form(&mut req, &authority),
+        let endpoint = client.endpoint();
+        match endpoint.http {
+            // To another proxy, HTTP/1 travels as HTTP/2, marked to be restored there.
+            Http::Http1 if endpoint.tls.is_some() && downstream.is_none() => {
+                let proto = match req.version() {
+                    http::Version::HTTP_10 => ORIG_PROTO_HTTP10,
+                    _ => ORIG_PROTO_HTTP11,
+                };
+                *req.uri_mut() = absolute_uri(&req, &authority)?;
+                req.headers_mut().remove(http::header::HOST);
+                req.headers_mut()
+                    .insert(ORIG_PROTO, http::HeaderValue::from_static(proto));
+                *req.version_mut() = http::Version::HTTP_2;
+            }
+            Http::Http1 => {
+                restore_orig_proto(&mut req);
+                to_origin_form(&mut req, &authority);
+            }
             Http::H2 => *req.uri_mut() = absolute_uri(&req, &authority)?,
         }
     }
@@ -67,6 +83,29 @@ pub async fn forward(
         _ => strip_hop_by_hop(rsp.headers_mut(), false),
     }
     Ok(rsp.map(ProxyBody::Incoming))
+}
+
+/// Marks an HTTP/1 request carried as HTTP/2 between proxies; its value is the original
+/// version. The receiving proxy restores the request and removes the header.
+pub const ORIG_PROTO: &str = "conduit-orig-proto";
+const ORIG_PROTO_HTTP11: &str = "HTTP/1.1";
+const ORIG_PROTO_HTTP10: &str = "HTTP/1.0";
+
+/// Whether a request is an HTTP/1 request carried as HTTP/2 by another proxy.
+pub fn is_orig_proto<B>(req: &http::Request<B>) -> bool {
+    req.version() == http::Version::HTTP_2 && req.headers().contains_key(ORIG_PROTO)
+}
+
+/// Restores an HTTP/1 request that another proxy carried as HTTP/2.
+fn restore_orig_proto<B>(req: &mut http::Request<B>) {
+    if req.version() != http::Version::HTTP_2 {
+        return;
+    }
+    let version = match req.headers_mut().remove(ORIG_PROTO) {
+        Some(v) if v == ORIG_PROTO_HTTP10 => http::Version::HTTP_10,
+        _ => http::Version::HTTP_11,
+    };
+    *req.version_mut() = version;
 }
 
 /// Rewrites an HTTP/1.1 request for an origin server: origin-form URI (an explicit proxy's

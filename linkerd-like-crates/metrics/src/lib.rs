@@ -11,6 +11,8 @@
 //! | `tcp_open_connections` | gauge | same |
 //! | `tcp_read_bytes_total`, `tcp_write_bytes_total` | counter | same |
 //!
+//! A proxy with an identity also reports `identity_cert_expiration_timestamp_seconds`.
+//!
 //! The `tls` label and its identities are described at [`TlsLabel`].
 //!
 //! `response_latency_ms` is the time from the request reaching the proxy to the response's
@@ -39,11 +41,13 @@ pub use self::http_metrics::{
     RouteLabel, MAX_AUTHORITIES,
 };
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
-pub use self::tcp::{Peer, TcpConnection, TcpLabels, TcpMetrics};
+pub use self::tcp::{Peer, PendingTcp, TcpConnection, TcpLabels, TcpMetrics};
 pub use self::tls::{ServerIdLabel, TlsLabel};
 pub use self::value::{Counter, Gauge, Histogram, LATENCY_BOUNDS_MS};
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Which way traffic flows through the proxy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -77,6 +81,8 @@ pub struct ProxyMetrics {
     pub http: HttpMetrics,
     /// TCP connection metrics.
     pub tcp: TcpMetrics,
+    /// When the proxy's certificate expires, in seconds since the epoch; 0 before it has one.
+    pub cert_expiry: Arc<AtomicU64>,
 }
 
 impl ProxyMetrics {
@@ -85,6 +91,14 @@ impl ProxyMetrics {
         let mut enc = Encoder::default();
         self.http.encode(&mut enc);
         self.tcp.encode(&mut enc);
+        let expiry = self.cert_expiry.load(Ordering::Relaxed);
+        if expiry > 0 {
+            enc.gauge_value(
+                "identity_cert_expiration_timestamp_seconds",
+                "Time when this proxy's current mTLS identity certificate expires, in seconds since the Unix epoch.",
+                expiry as f64,
+            );
+        }
         enc.finish()
     }
 }

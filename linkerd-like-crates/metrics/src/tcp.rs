@@ -3,7 +3,8 @@ use crate::TlsLabel;
 use crate::{Counter, Direction, Encoder, Family, Gauge};
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Which end of a proxied connection.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -118,6 +119,49 @@ impl conduit_io::Count for TcpConnection {
     }
 }
 
+/// Counts a connection's bytes before its labels are known (a TLS handshake must finish
+/// before the peer's identity is), then hands them, and every later byte, to the
+/// [`TcpConnection`] it is given.
+#[derive(Debug, Default)]
+pub struct PendingTcp {
+    early_read: AtomicU64,
+    early_wrote: AtomicU64,
+    conn: OnceLock<TcpConnection>,
+}
+
+impl PendingTcp {
+    /// Counts into `conn` from now on, starting with the bytes counted so far. Only the
+    /// first call counts.
+    pub fn attach(&self, conn: TcpConnection) {
+        if self.conn.set(conn).is_err() {
+            return;
+        }
+        if let Some(conn) = self.conn.get() {
+            conduit_io::Count::read(conn, self.early_read.swap(0, Ordering::Relaxed) as usize);
+            conduit_io::Count::wrote(conn, self.early_wrote.swap(0, Ordering::Relaxed) as usize);
+        }
+    }
+}
+
+impl conduit_io::Count for PendingTcp {
+    fn read(&self, n: usize) {
+        match self.conn.get() {
+            Some(conn) => conn.read(n),
+            None => {
+                self.early_read.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    fn wrote(&self, n: usize) {
+        match self.conn.get() {
+            Some(conn) => conn.wrote(n),
+            None => {
+                self.early_wrote.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 impl Drop for TcpConnection {
     fn drop(&mut self) {
         self.stats.close_total.incr();
@@ -156,5 +200,33 @@ mod tests {
         assert!(text.contains(&format!("tcp_open_connections{l} 0\n")));
         assert!(text.contains(&format!("tcp_close_total{l} 1\n")));
         assert!(text.contains(&format!("tcp_open_total{l} 1\n")));
+    }
+
+    #[test]
+    fn bytes_before_the_labels_are_known_are_kept() {
+        let m = TcpMetrics::default();
+        let pending = PendingTcp::default();
+        pending.read(300);
+        pending.wrote(200);
+        let labels = TcpLabels {
+            direction: Direction::Inbound,
+            peer: Peer::Src,
+            target_addr: "10.0.0.1:80".parse().unwrap(),
+            tls: TlsLabel::Client(Some("web".into())),
+        };
+        pending.attach(m.open(&labels));
+        pending.read(5);
+        let mut enc = Encoder::default();
+        m.encode(&mut enc);
+        let text = enc.finish();
+        let l = r#"{direction="inbound",peer="src",target_addr="10.0.0.1:80",tls="true",client_id="web"}"#;
+        assert!(
+            text.contains(&format!("tcp_read_bytes_total{l} 305\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tcp_write_bytes_total{l} 200\n")),
+            "{text}"
+        );
     }
 }

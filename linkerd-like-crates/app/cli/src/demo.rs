@@ -10,10 +10,18 @@
 //! requests over the books replicas. Traffic flows into `web`, some of it fails on purpose,
 //! and a table of each service's golden metrics, read from the proxies' `/metrics`,
 //! refreshes until Ctrl-C or `--duration`.
+//!
+//! Every proxy has an identity (its service's service account in namespace `demo`): the demo
+//! generates a trust anchor and an issuer for the controller, and a local token per pod; each
+//! proxy gets its certificate from the controller, and every call between the services is
+//! mutual TLS (the table's `MTLS` column is the share of each service's inbound requests that
+//! arrived over it; the ingress traffic into `web` is plaintext, as from outside the mesh).
 
 use crate::stats::{parse, Golden};
 use bytes::Bytes;
-use conduit_app_proxy::{resolve, trace, Config, Proxy};
+use conduit_app_proxy::{resolve, trace, Config, Proxy, StartError};
+use conduit_control_ca::{generate, LocalTokens};
+use conduit_identity::{Domain, Workload};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -23,6 +31,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,6 +77,9 @@ pub enum DemoError {
     /// The controller could not start.
     #[error("the controller cannot start: {0} (is another demo or controller running?)")]
     Controller(String),
+    /// The identity files could not be made.
+    #[error("cannot set up the demo's identities: {0}")]
+    Identity(String),
 }
 
 /// One demo service.
@@ -109,6 +121,18 @@ const SERVICES: [Service; 3] = [WEB, BOOKS, AUTHORS];
 impl Service {
     fn authority(&self) -> String {
         format!("{}.demo.svc.cluster.local:{}", self.name, self.port)
+    }
+    /// Each service runs as a service account of its own name.
+    fn workload(&self) -> Workload {
+        Workload {
+            service_account: self.name.into(),
+            namespace: "demo".into(),
+        }
+    }
+    fn identity(&self) -> String {
+        Domain::default()
+            .name(&self.workload())
+            .map_or_else(|_| String::new(), |n| n.to_string())
     }
     fn pods(&self) -> impl Iterator<Item = Pod> + '_ {
         self.replicas.iter().enumerate().map(|(i, ip)| Pod {
@@ -298,8 +322,9 @@ fn registry() -> String {
         for pod in svc.pods() {
             let _ = write!(
                 text,
-                "          - address: {}\n            labels: {{pod: {}, workload: {}}}\n",
+                "          - address: {}\n            identity: {}\n            labels: {{pod: {}, workload: {}}}\n",
                 pod.proxy_port(4143),
+                svc.identity(),
                 pod.name,
                 svc.name
             );
@@ -308,21 +333,63 @@ fn registry() -> String {
     text
 }
 
-/// Starts the controller with the demo's registry, written to a file of its own.
-async fn start_controller(stop: watch::Receiver<bool>) -> Result<std::path::PathBuf, DemoError> {
-    let dir = std::env::temp_dir().join(format!("conduit-demo-{}", std::process::id()));
+/// The demo's mesh identity: a fresh trust anchor and issuer (in `dir/identity`, as the
+/// controller reads them), the key of the local tokens, and a token file per service.
+struct Identities {
+    anchors_pem: String,
+    issuer_dir: PathBuf,
+    token_key: PathBuf,
+    tokens: PathBuf,
+}
+
+fn identities(dir: &Path) -> Result<Identities, DemoError> {
+    let domain = Domain::default();
+    let year = Duration::from_secs(365 * 86_400);
+    let err = |e: &dyn std::fmt::Display| DemoError::Identity(e.to_string());
+    let anchor = generate::trust_anchor(&domain, year).map_err(|e| err(&e))?;
+    let issuer = generate::issuer(&anchor, &domain, year).map_err(|e| err(&e))?;
+    let key = LocalTokens::generate_key().map_err(|e| err(&e))?;
+    let tokens = LocalTokens::from_key(&key).map_err(|e| err(&e))?;
+    let ids = Identities {
+        anchors_pem: anchor.cert_pem.clone(),
+        issuer_dir: dir.join("identity"),
+        token_key: dir.join("token.key"),
+        tokens: dir.join("tokens"),
+    };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(&ids.issuer_dir)?;
+        std::fs::create_dir_all(&ids.tokens)?;
+        std::fs::write(ids.issuer_dir.join("ca.crt"), &anchor.cert_pem)?;
+        std::fs::write(ids.issuer_dir.join("tls.crt"), &issuer.cert_pem)?;
+        std::fs::write(ids.issuer_dir.join("tls.key"), &issuer.key_pem)?;
+        std::fs::write(&ids.token_key, &key)?;
+        for svc in SERVICES {
+            std::fs::write(ids.tokens.join(svc.name), tokens.issue(&svc.workload()))?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| err(&e))?;
+    Ok(ids)
+}
+
+/// Starts the controller with the demo's registry, written to a file of its own, and its
+/// identity service.
+async fn start_controller(
+    dir: &Path,
+    ids: &Identities,
+    stop: watch::Receiver<bool>,
+) -> Result<PathBuf, DemoError> {
     let path = dir.join("registry.yaml");
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, registry()))
-        .map_err(|source| DemoError::Registry {
-            path: path.clone(),
-            source,
-        })?;
+    std::fs::write(&path, registry()).map_err(|source| DemoError::Registry {
+        path: path.clone(),
+        source,
+    })?;
     let mut args = conduit_app_controller::Args::with_registry(
         path.clone(),
         CONTROLLER_GRPC,
         CONTROLLER_ADMIN,
-    );
+    )
+    .with_identity(ids.issuer_dir.clone(), ids.token_key.clone());
     args.log = "warn".to_string();
     let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
         .await
@@ -334,7 +401,11 @@ async fn start_controller(stop: watch::Receiver<bool>) -> Result<std::path::Path
     Ok(path)
 }
 
-async fn start_proxy(pod: &Pod, stop: watch::Receiver<bool>) -> Result<(), DemoError> {
+async fn start_proxy(
+    pod: &Pod,
+    ids: &Identities,
+    stop: watch::Receiver<bool>,
+) -> Result<(), DemoError> {
     let vars = HashMap::from([
         (
             "CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR",
@@ -355,19 +426,30 @@ async fn start_proxy(pod: &Pod, stop: watch::Receiver<bool>) -> Result<(), DemoE
             CONTROLLER_GRPC.to_string(),
         ),
         ("CONDUIT_PROXY_DESTINATION_CONTEXT", "ns:demo".to_string()),
+        ("CONDUIT_PROXY_IDENTITY_LOCAL_NAME", pod.service.identity()),
+        (
+            "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS",
+            ids.anchors_pem.clone(),
+        ),
+        (
+            "CONDUIT_PROXY_IDENTITY_TOKEN_FILE",
+            ids.tokens.join(pod.service.name).display().to_string(),
+        ),
     ]);
     let config = match Config::from_lookup(|k| vars.get(k).cloned()) {
         Ok(c) => c,
         Err(e) => unreachable!("the demo's own configuration is valid: {e}"),
     };
-    let bound =
-        Proxy::bind(config, Arc::new(resolve::Dns), Arc::new(trace::Unmanaged)).map_err(|e| {
-            DemoError::Bind {
-                what: format!("the {} proxy ({})", pod.name, e.var),
-                addr: e.addr,
-                source: e.source,
-            }
-        })?;
+    let bound = Proxy::bind(config, Arc::new(resolve::Dns), Arc::new(trace::Unmanaged)).map_err(
+        |e| match e {
+            StartError::Bind { var, addr, source } => DemoError::Bind {
+                what: format!("the {} proxy ({var})", pod.name),
+                addr,
+                source,
+            },
+            StartError::Identity(e) => DemoError::Identity(e),
+        },
+    )?;
     let mut stop = stop;
     tokio::spawn(bound.run(async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -421,23 +503,27 @@ pub fn render(rows: &[(String, Golden, Golden)], interval: Duration) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<36} {:>9} {:>9} {:>8} {:>8} {:>8}",
-        "SERVICE", "REQUESTS", "SUCCESS", "RPS", "P50 ms", "P99 ms"
+        "{:<36} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6}",
+        "SERVICE", "REQUESTS", "SUCCESS", "RPS", "P50 ms", "P99 ms", "MTLS"
     );
     for (name, total, recent) in rows {
         let success = total
             .success_rate()
             .map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0));
         let rps = recent.responses / interval.as_secs_f64().max(1e-3);
+        let secured = total
+            .secured_rate()
+            .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0));
         let _ = writeln!(
             out,
-            "{:<36} {:>9} {:>9} {:>8.1} {:>8} {:>8}",
+            "{:<36} {:>9} {:>9} {:>8.1} {:>8} {:>8} {:>6}",
             name,
             total.responses,
             success,
             rps,
             fmt_ms(recent.quantile(0.5).or_else(|| total.quantile(0.5))),
             fmt_ms(recent.quantile(0.99).or_else(|| total.quantile(0.99))),
+            secured,
         );
     }
     out
@@ -447,15 +533,27 @@ pub fn render(rows: &[(String, Golden, Golden)], interval: Duration) -> String {
 pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
     let dice = Arc::new(Dice::new());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let registry = start_controller(stop_rx.clone()).await?;
+    let dir = std::env::temp_dir().join(format!("conduit-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Registry {
+        path: dir.clone(),
+        source,
+    })?;
+    let ids = identities(&dir)?;
+    let registry = start_controller(&dir, &ids, stop_rx.clone()).await?;
     let pods: Vec<Pod> = SERVICES.iter().flat_map(|s| s.pods()).collect();
     for pod in &pods {
         start_app(pod, dice.clone()).await?;
-        start_proxy(pod, stop_rx.clone()).await?;
+        start_proxy(pod, &ids, stop_rx.clone()).await?;
     }
     let _ = writeln!(
         out,
         "Conduit demo: three services in namespace demo, each pod with its own proxy; books has two replicas."
+    );
+    let _ = writeln!(
+        out,
+        "  mTLS on between every proxy: identities <service>.demo{}, trust anchor in {}",
+        Domain::default().suffix(),
+        ids.issuer_dir.join("ca.crt").display()
     );
     let _ = writeln!(
         out,
@@ -548,9 +646,8 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
     let _ = stop_tx.send(true);
     // Let the proxies drain their connections.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    if let Some(dir) = registry.parent() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
+    let _ = registry;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -570,6 +667,17 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(endpoints, ["127.0.1.2:4143", "127.0.1.4:4143"]);
+        let identity = books.ports[&7001]
+            .endpoints
+            .values()
+            .next()
+            .unwrap()
+            .identity
+            .clone();
+        assert_eq!(
+            identity.as_deref(),
+            Some("books.demo.serviceaccount.identity.conduit.cluster.local")
+        );
         assert_eq!(state.services.len(), 3);
     }
 
@@ -578,6 +686,7 @@ mod tests {
         let total = Golden {
             responses: 10.0,
             successes: 9.0,
+            secured: 10.0,
             buckets: vec![(1.0, 5.0), (2.0, 10.0), (f64::INFINITY, 10.0)],
         };
         let rows = vec![(
@@ -591,5 +700,6 @@ mod tests {
         assert!(line.contains("books.demo.svc.cluster.local:7001"), "{line}");
         assert!(line.contains("90.00%"), "{line}");
         assert!(line.contains("5.0"), "rps: {line}");
+        assert!(line.ends_with("100%"), "mTLS share: {line}");
     }
 }

@@ -79,6 +79,8 @@ pub struct Golden {
     pub responses: f64,
     /// Of which classified as success.
     pub successes: f64,
+    /// Of which came over mutual TLS (`tls="true"`).
+    pub secured: f64,
     /// Cumulative latency buckets: upper bound (ms) -> count.
     pub buckets: Vec<(f64, f64)>,
 }
@@ -97,6 +99,9 @@ impl Golden {
                     g.responses += s.value;
                     if s.label("classification") == Some("success") {
                         g.successes += s.value;
+                    }
+                    if s.label("tls") == Some("true") {
+                        g.secured += s.value;
                     }
                 }
                 "response_latency_ms_bucket" => {
@@ -122,6 +127,7 @@ impl Golden {
     pub fn add(&mut self, other: &Golden) {
         self.responses += other.responses;
         self.successes += other.successes;
+        self.secured += other.secured;
         for &(le, count) in &other.buckets {
             match self.buckets.iter_mut().find(|(l, _)| *l == le) {
                 Some(bucket) => bucket.1 += count,
@@ -148,6 +154,7 @@ impl Golden {
         Golden {
             responses: self.responses - earlier.responses,
             successes: self.successes - earlier.successes,
+            secured: self.secured - earlier.secured,
             buckets,
         }
     }
@@ -155,6 +162,11 @@ impl Golden {
     /// The success rate, if anything was counted.
     pub fn success_rate(&self) -> Option<f64> {
         (self.responses > 0.0).then(|| self.successes / self.responses)
+    }
+
+    /// The share of responses that came over mutual TLS, if anything was counted.
+    pub fn secured_rate(&self) -> Option<f64> {
+        (self.responses > 0.0).then(|| self.secured / self.responses)
     }
 
     /// The `q` quantile of latency in ms, as Prometheus' `histogram_quantile` computes it.

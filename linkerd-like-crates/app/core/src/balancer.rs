@@ -21,6 +21,7 @@ use conduit_http::client::{Client, Endpoint, NewClient};
 use conduit_http::{ErrorStatus, Http};
 use conduit_route::Routes;
 use conduit_stack::{NewCache, NewService};
+use conduit_tls::Name;
 use http::StatusCode;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,6 +52,9 @@ impl Default for QueueConfig {
 }
 
 /// The balancers of a proxy, one per authority and protocol, evicted when idle.
+///
+/// Endpoints with an identity are reached over mTLS when `clients` can (the proxy has an
+/// identity); otherwise in plaintext.
 #[derive(Clone, Debug)]
 pub struct Discover {
     balancers: Arc<NewCache<(String, Http), NewBalancer>>,
@@ -64,11 +68,13 @@ impl Discover {
         clients: NewCache<Endpoint, NewClient>,
         queue: QueueConfig,
         idle: Duration,
+        mtls: bool,
     ) -> Self {
         let new = NewBalancer {
             discovery,
             clients,
             queue,
+            mtls,
         };
         Self {
             balancers: Arc::new(NewCache::new(new, idle)),
@@ -87,6 +93,7 @@ pub struct NewBalancer {
     discovery: Arc<dyn Resolve>,
     clients: NewCache<Endpoint, NewClient>,
     queue: QueueConfig,
+    mtls: bool,
 }
 
 impl NewService<(String, Http)> for NewBalancer {
@@ -112,6 +119,7 @@ impl NewService<(String, Http)> for NewBalancer {
             }),
             waiting: Semaphore::new(self.queue.capacity),
             queue: self.queue,
+            mtls: self.mtls,
         })
     }
 }
@@ -127,6 +135,7 @@ pub struct Balancer {
     profile: Mutex<ProfileState>,
     waiting: Semaphore,
     queue: QueueConfig,
+    mtls: bool,
 }
 
 #[derive(Debug)]
@@ -202,7 +211,18 @@ impl Balancer {
                     let http = self.http;
                     self.pool
                         .set(set.iter().map(|(a, m)| (*a, m.weight)), |addr| {
-                            self.clients.new_service(Endpoint { addr: *addr, http })
+                            // An endpoint whose proxy has an identity is reached over mTLS,
+                            // when this proxy has one too.
+                            let tls = set
+                                .get(addr)
+                                .and_then(|m| m.identity.as_deref())
+                                .filter(|_| self.mtls)
+                                .and_then(|id| Name::parse(id).ok());
+                            self.clients.new_service(Endpoint {
+                                addr: *addr,
+                                http,
+                                tls,
+                            })
                         });
                     tracing::debug!(authority = %self.authority, endpoints = set.len(), "endpoints changed");
                 }
@@ -303,7 +323,13 @@ mod tests {
             timeout: Duration::from_secs(1),
             capacity,
         };
-        let discover = Discover::new(Arc::new(Fixed(rx)), clients, queue, Duration::from_secs(60));
+        let discover = Discover::new(
+            Arc::new(Fixed(rx)),
+            clients,
+            queue,
+            Duration::from_secs(60),
+            false,
+        );
         (discover.balancer("books:7001".into(), Http::Http1), tx)
     }
 

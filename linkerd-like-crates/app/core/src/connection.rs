@@ -2,16 +2,16 @@ use crate::{Config, HttpRouter, Route};
 use bytes::Bytes;
 use conduit_http::client::{Endpoint, NewClient};
 use conduit_io::{CountingIo, PrefixedIo};
-use conduit_metrics::{Direction, HttpTarget, Peer, ProxyMetrics, TcpLabels};
+use conduit_metrics::{Direction, HttpTarget, Peer, PendingTcp, ProxyMetrics, TcpLabels, TlsLabel};
 use conduit_stack::{drain, NewCache};
+use conduit_tls::{ClientHello, ClientTls, ServerTls};
 use conduit_transport::{Accepted, ConnectionLimit, Listener};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tower_layer::Layer;
-
-/// The TLS label value until mutual TLS exists.
-const TLS_DISABLED: &str = "disabled";
 
 /// Where an accepted connection goes.
 #[derive(Clone, Debug)]
@@ -24,6 +24,15 @@ pub struct Destination {
     pub route: Route,
 }
 
+/// A proxy's mutual TLS, both ways, over its credentials.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// To meshed endpoints.
+    pub client: ClientTls,
+    /// From meshed clients, for our own identity.
+    pub server: ServerTls,
+}
+
 /// Serves accepted connections for one side of the proxy.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -31,17 +40,38 @@ pub struct Connection {
     config: Config,
     metrics: ProxyMetrics,
     clients: NewCache<Endpoint, NewClient>,
+    tls: Option<Tls>,
+}
+
+/// What a connection turned out to be, once any TLS is handled.
+enum Accept<I> {
+    /// Plaintext, or TLS for another name: its bytes are served as they come.
+    Plain(PrefixedIo<I>, TlsLabel),
+    /// mTLS for us, terminated. Boxed: rustls's connection state is large.
+    Terminated(Box<conduit_tls::ServerStream<PrefixedIo<I>>>, TlsLabel),
 }
 
 impl Connection {
-    /// Serves connections for `direction`, recording into `metrics`.
-    pub fn new(direction: Direction, config: Config, metrics: ProxyMetrics) -> Self {
-        let clients = NewCache::new(NewClient::new(config.client.clone()), config.cache_idle);
+    /// Serves connections for `direction`, recording into `metrics`; with `tls`, endpoints
+    /// with an identity are reached over mTLS and (inbound) mTLS for our identity is
+    /// terminated.
+    pub fn new(
+        direction: Direction,
+        config: Config,
+        metrics: ProxyMetrics,
+        tls: Option<Tls>,
+    ) -> Self {
+        let mut new_client = NewClient::new(config.client.clone());
+        if let Some(tls) = &tls {
+            new_client = new_client.with_tls(tls.client.clone());
+        }
+        let clients = NewCache::new(new_client, config.cache_idle);
         Self {
             direction,
             config,
             metrics,
             clients,
+            tls,
         }
     }
 
@@ -55,28 +85,106 @@ impl Connection {
         &self.clients
     }
 
+    /// Whether this side has an identity (and so speaks mTLS to meshed peers).
+    pub fn has_identity(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Serves one accepted connection until it closes.
     pub async fn serve(&self, accepted: Accepted, dst: Destination, drain: drain::Watch) {
-        let labels = TcpLabels {
-            direction: self.direction,
-            peer: Peer::Src,
-            target_addr: dst.target_addr,
-            tls: TLS_DISABLED,
-        };
-        let io = CountingIo::new(accepted.stream, self.metrics.tcp.open(&labels));
-        let detected = if self.config.opaque_ports.contains(&dst.target_addr.port()) {
-            Ok((None, PrefixedIo::new(Bytes::new(), io)))
-        } else {
-            conduit_detect::detect_io(io, self.config.detect).await
-        };
-        let (http, io) = match detected {
-            Ok(found) => found,
+        let client = accepted.client;
+        let pending = Arc::new(PendingTcp::default());
+        let io = CountingIo::new(accepted.stream, pending.clone());
+        let opaque = self.config.opaque_ports.contains(&dst.target_addr.port());
+        let accepted = match self.accept_tls(io, opaque).await {
+            Ok(accepted) => accepted,
             Err(error) => {
-                tracing::debug!(%error, client = %accepted.client, "connection failed during detection");
+                tracing::debug!(%error, %client, "connection failed before it was served");
                 return;
             }
         };
-        tracing::debug!(?http, client = %accepted.client, target = %dst.target_addr, "serving");
+        let labels = |tls| TcpLabels {
+            direction: self.direction,
+            peer: Peer::Src,
+            target_addr: dst.target_addr,
+            tls,
+        };
+        match accepted {
+            Accept::Plain(io, tls) => {
+                pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
+                // Opaque ports skip detection: server-speaks-first protocols must not wait.
+                let detected = if opaque {
+                    Ok((None, PrefixedIo::new(Bytes::new(), io)))
+                } else {
+                    conduit_detect::detect_io(io, self.config.detect).await
+                };
+                self.serve_detected(detected, client, dst, tls, false, drain)
+                    .await
+            }
+            Accept::Terminated(io, tls) => {
+                pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
+                let detected = conduit_detect::detect_io(io, self.config.detect).await;
+                self.serve_detected(detected, client, dst, tls, true, drain)
+                    .await
+            }
+        }
+    }
+
+    /// Inbound with an identity: reads the first bytes for a ClientHello. TLS for our own
+    /// name is terminated; TLS for another name, and anything else, is served as it is.
+    async fn accept_tls<I>(&self, io: I, opaque: bool) -> std::io::Result<Accept<I>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let server = match &self.tls {
+            Some(tls) if self.direction == Direction::Inbound && !opaque => &tls.server,
+            Some(_) => {
+                return Ok(Accept::Plain(
+                    PrefixedIo::new(Bytes::new(), io),
+                    TlsLabel::NoIdentity,
+                ))
+            }
+            None => {
+                return Ok(Accept::Plain(
+                    PrefixedIo::new(Bytes::new(), io),
+                    TlsLabel::Disabled,
+                ))
+            }
+        };
+        let (hello, io) =
+            conduit_detect::read_until(io, self.config.detect, conduit_tls::client_hello).await?;
+        match hello {
+            Some(ClientHello::Tls { server_name })
+                if server_name.as_deref() == Some(server.name().as_str()) =>
+            {
+                let tls = server.accept(io).await?;
+                let client_id =
+                    conduit_tls::peer_identity(tls.get_ref().1).map(|id| Arc::from(id.as_str()));
+                Ok(Accept::Terminated(Box::new(tls), TlsLabel::Client(client_id)))
+            }
+            _ => Ok(Accept::Plain(io, TlsLabel::NoIdentity)),
+        }
+    }
+
+    async fn serve_detected<I>(
+        &self,
+        detected: std::io::Result<(Option<conduit_http::Http>, PrefixedIo<I>)>,
+        client: SocketAddr,
+        dst: Destination,
+        tls: TlsLabel,
+        meshed: bool,
+        drain: drain::Watch,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (http, io) = match detected {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::debug!(%error, %client, "connection failed during detection");
+                return;
+            }
+        };
+        tracing::debug!(?http, %client, target = %dst.target_addr, ?tls, "serving");
         match http {
             Some(http) => {
                 let router = HttpRouter::new(
@@ -84,24 +192,25 @@ impl Connection {
                     self.clients.clone(),
                     http,
                     dst.target_addr,
+                    meshed,
                     &self.config,
                 );
                 let target = HttpTarget {
                     direction: self.direction,
                     target_addr: dst.target_addr,
-                    tls: TLS_DISABLED,
+                    tls,
                 };
                 let svc = self.metrics.http.layer(target).layer(router);
                 if let Err(error) =
                     conduit_http::server::serve(io, http, svc, &self.config.server, drain).await
                 {
-                    tracing::debug!(%error, client = %accepted.client, "HTTP connection closed with an error");
+                    tracing::debug!(%error, %client, "HTTP connection closed with an error");
                 }
             }
             None => match dst.tcp {
                 Some(addr) => self.forward_tcp(io, addr).await,
                 None => tracing::info!(
-                    client = %accepted.client,
+                    %client,
                     "refusing opaque connection: no original destination"
                 ),
             },
@@ -124,7 +233,11 @@ impl Connection {
             direction: self.direction,
             peer: Peer::Dst,
             target_addr: addr,
-            tls: TLS_DISABLED,
+            tls: if self.tls.is_some() {
+                TlsLabel::NoIdentity
+            } else {
+                TlsLabel::Disabled
+            },
         };
         let upstream = CountingIo::new(upstream, self.metrics.tcp.open(&labels));
         conduit_http::forward::splice(io, upstream).await;

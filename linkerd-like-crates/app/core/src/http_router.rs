@@ -6,7 +6,7 @@ use conduit_balance::Picked;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, Slot};
 use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
-use conduit_metrics::RouteLabel;
+use conduit_metrics::{RouteLabel, ServerIdLabel};
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
 use http::{Method, StatusCode};
@@ -48,6 +48,9 @@ struct Shared {
     target_addr: SocketAddr,
     /// The upstream HTTP/1.1 connection this downstream connection is using.
     slot: Arc<Slot>,
+    /// On a connection from another proxy: the HTTP/1 client to the same endpoint, for the
+    /// HTTP/1 requests that proxy carried as HTTP/2.
+    downgrade: Option<Client>,
     clients: NewCache<Endpoint, NewClient>,
     http: Http,
     fallback: Authority,
@@ -68,32 +71,45 @@ enum Target {
 }
 
 impl HttpRouter {
-    /// A router for a connection speaking `http`, whose original destination is `target_addr`.
+    /// A router for a connection speaking `http`, whose original destination is `target_addr`;
+    /// `meshed` when the connection is mTLS from another proxy.
     pub fn new(
         route: Route,
         clients: NewCache<Endpoint, NewClient>,
         http: Http,
         target_addr: SocketAddr,
+        meshed: bool,
         config: &Config,
     ) -> Self {
         let fallback = Authority::try_from(target_addr.to_string().as_str())
             .unwrap_or_else(|_| Authority::from_static("localhost"));
+        let route_addr = match &route {
+            Route::Fixed(addr) => Some(*addr),
+            _ => None,
+        };
         let target = match route {
             // Looked up once per connection rather than per request.
-            Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint { addr, http })),
+            Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint::plain(addr, http))),
             Route::Authority(resolve) => Target::Authority(resolve),
             Route::Discovered(addr, discover) => Target::Balanced {
                 balancer: discover.balancer(addr.to_string(), http),
-                fallback: clients.new_service(Endpoint { addr, http }),
+                fallback: clients.new_service(Endpoint::plain(addr, http)),
             },
             Route::DiscoveredAuthority(discover, resolve) => {
                 Target::DiscoveredAuthority(discover, resolve)
             }
         };
+        let downgrade = match (&route_addr, meshed, http) {
+            (Some(addr), true, Http::H2) => {
+                Some(clients.new_service(Endpoint::plain(*addr, Http::Http1)))
+            }
+            _ => None,
+        };
         let shared = Shared {
             target,
             target_addr,
             slot: Arc::new(Slot::new()),
+            downgrade,
             clients,
             http,
             fallback,
@@ -126,16 +142,22 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
         // router. The fixed-target future is boxed as `forward` returns it, with no `async`
         // layer around it: each would copy the request and the state again.
         match &shared.target {
-            Target::Fixed(client) => Box::pin(Respond {
-                handle: forward::forward(
-                    client.clone(),
-                    shared.slot.clone(),
-                    req,
-                    shared.fallback.clone(),
-                    shared.response_timeout,
-                ),
-                grpc,
-            }),
+            Target::Fixed(client) => {
+                let client = match &shared.downgrade {
+                    Some(h1) if forward::is_orig_proto(&req) => h1,
+                    _ => client,
+                };
+                Box::pin(Respond {
+                    handle: forward::forward(
+                        client.clone(),
+                        shared.slot.clone(),
+                        req,
+                        shared.fallback.clone(),
+                        shared.response_timeout,
+                    ),
+                    grpc,
+                })
+            }
             Target::Authority(resolve) => {
                 let (shared, resolve) = (shared.clone(), resolve.clone());
                 Box::pin(Respond {
@@ -260,8 +282,10 @@ impl Shared {
         req: http::Request<Incoming>,
         authority: Authority,
     ) -> Result<http::Response<ProxyBody>, Error> {
+        let client = picked.endpoint().clone();
+        let server_id = client.endpoint().tls.clone();
         let rsp = forward::forward(
-            picked.endpoint().clone(),
+            client,
             self.slot.clone(),
             req,
             authority,
@@ -269,7 +293,12 @@ impl Shared {
         )
         .await;
         picked.observe();
-        rsp
+        let mut rsp = rsp?;
+        if let Some(id) = server_id {
+            rsp.extensions_mut()
+                .insert(ServerIdLabel(Arc::from(id.as_str())));
+        }
+        Ok(rsp)
     }
 
     /// An explicit-mode request through the controller.
@@ -333,10 +362,9 @@ impl Shared {
             let upstream = conduit_transport::connect(endpoint, self.connect_timeout).await?;
             return Ok(forward::tunnel(&mut req, upstream));
         }
-        let client = self.clients.new_service(Endpoint {
-            addr: endpoint,
-            http: self.http,
-        });
+        let client = self
+            .clients
+            .new_service(Endpoint::plain(endpoint, self.http));
         forward::forward(
             client,
             self.slot.clone(),

@@ -20,6 +20,6 @@ mod http_router;
 pub mod resolve;
 
 pub use self::config::Config;
-pub use self::connection::{serve, Connection, Destination};
+pub use self::connection::{serve, Connection, Destination, Tls};
 pub use self::http_router::{HttpRouter, Route};
 pub use conduit_metrics::{Direction, ProxyMetrics};

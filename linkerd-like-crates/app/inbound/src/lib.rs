@@ -7,7 +7,7 @@
 
 #![forbid(unsafe_code)]
 
-use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route};
+use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls};
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,10 +20,16 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// An inbound side recording into `metrics`; direct connections go to `forward`.
-    pub fn new(config: Config, metrics: ProxyMetrics, forward: Option<SocketAddr>) -> Self {
+    /// An inbound side recording into `metrics`; direct connections go to `forward`. With
+    /// `tls`, mTLS for this proxy's identity is terminated and the client's identity known.
+    pub fn new(
+        config: Config,
+        metrics: ProxyMetrics,
+        forward: Option<SocketAddr>,
+        tls: Option<Tls>,
+    ) -> Self {
         Self {
-            conn: Connection::new(Direction::Inbound, config, metrics),
+            conn: Connection::new(Direction::Inbound, config, metrics, tls),
             forward,
         }
     }
@@ -81,7 +87,7 @@ mod tests {
 
     #[tokio::test]
     async fn redirected_connections_go_to_the_local_port() {
-        let inbound = Inbound::new(Config::default(), ProxyMetrics::default(), None);
+        let inbound = Inbound::new(Config::default(), ProxyMetrics::default(), None, None);
         let d = inbound
             .destination(&accepted(Some("10.1.1.1:8080".parse().unwrap())).await)
             .unwrap();
@@ -95,10 +101,10 @@ mod tests {
 
     #[tokio::test]
     async fn direct_connections_need_a_forward_address() {
-        let none = Inbound::new(Config::default(), ProxyMetrics::default(), None);
+        let none = Inbound::new(Config::default(), ProxyMetrics::default(), None, None);
         assert!(none.destination(&accepted(None).await).is_none());
         let fwd = "127.0.0.1:7000".parse().unwrap();
-        let some = Inbound::new(Config::default(), ProxyMetrics::default(), Some(fwd));
+        let some = Inbound::new(Config::default(), ProxyMetrics::default(), Some(fwd), None);
         let d = some.destination(&accepted(None).await).unwrap();
         assert_eq!(d.tcp, Some(fwd));
     }

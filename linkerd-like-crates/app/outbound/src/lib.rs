@@ -15,7 +15,7 @@
 
 use conduit_app_core::balancer::Discover;
 use conduit_app_core::resolve::Resolve;
-use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route};
+use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls};
 pub use conduit_discovery::Discovery;
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
@@ -31,20 +31,23 @@ pub struct Outbound {
 
 impl Outbound {
     /// An outbound side recording into `metrics`, resolving names with `resolve`, and
-    /// balancing over the controller's endpoints when `discovery` is given.
+    /// balancing over the controller's endpoints when `discovery` is given; with `tls`,
+    /// endpoints whose proxies have an identity are reached over mTLS.
     pub fn new(
         config: Config,
         metrics: ProxyMetrics,
         resolve: Arc<dyn Resolve>,
         discovery: Option<Discovery>,
+        tls: Option<Tls>,
     ) -> Self {
-        let conn = Connection::new(Direction::Outbound, config.clone(), metrics);
+        let conn = Connection::new(Direction::Outbound, config.clone(), metrics, tls);
         let discover = discovery.map(|d| {
             Discover::new(
                 Arc::new(d),
                 conn.clients().clone(),
                 config.queue,
                 config.cache_idle,
+                conn.has_identity(),
             )
         });
         Self {
@@ -108,6 +111,7 @@ mod tests {
             ProxyMetrics::default(),
             Arc::new(Dns),
             None,
+            None,
         );
         let dst = "10.1.1.1:8080".parse().unwrap();
         let d = out.destination(&accepted(Some(dst)).await);
@@ -122,6 +126,7 @@ mod tests {
             Config::default(),
             ProxyMetrics::default(),
             Arc::new(Dns),
+            None,
             None,
         );
         let a = accepted(None).await;

@@ -1,8 +1,10 @@
 //! Configuration from `CONDUIT_PROXY_*` environment variables.
 
 use conduit_app_core::Config as SideConfig;
+use conduit_identity::{Name, TrustAnchors};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,21 @@ pub struct Config {
     /// The controller's Destination API, if any: without it the proxy runs standalone
     /// (original destinations and DNS).
     pub destination: Option<DestinationConfig>,
+    /// The proxy's identity, if any: without it there is no mTLS.
+    pub identity: Option<IdentityConfig>,
+}
+
+/// Who the proxy is, what it trusts, and where it gets its certificate.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// The proxy's identity.
+    pub name: Name,
+    /// The mesh's trust anchors.
+    pub trust_anchors: TrustAnchors,
+    /// The token proving the identity (re-read at each renewal).
+    pub token_path: PathBuf,
+    /// `host:port` of the controller's Identity API.
+    pub svc_addr: String,
 }
 
 /// Where the controller is, and who this proxy is to it.
@@ -51,6 +68,10 @@ pub struct DestinationConfig {
     /// Sent with every request (for example `ns:demo`), so the controller knows who asks.
     pub context: String,
 }
+
+/// Where Kubernetes mounts the projected service-account token (audience
+/// `identity.conduit.io`) that the injected proxy presents.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/tokens/conduit-identity-token";
 
 /// Linkerd's default opaque ports: server-speaks-first protocols (SMTP, MySQL, Galera,
 /// PostgreSQL, Redis, Elasticsearch, memcached) that must not wait out detection.
@@ -135,6 +156,7 @@ impl Config {
             log: get("CONDUIT_PROXY_LOG").unwrap_or_else(|| "info".to_string()),
             cores,
             destination: env.destination()?,
+            identity: env.identity()?,
         })
     }
 }
@@ -194,9 +216,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    /// `CONDUIT_PROXY_DESTINATION_SVC_ADDR` (`host:port`) and `..._CONTEXT`.
-    fn destination(&self) -> Result<Option<DestinationConfig>, ConfigError> {
-        let var = "CONDUIT_PROXY_DESTINATION_SVC_ADDR";
+    /// A `host:port` variable, if set.
+    fn host_port(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
         let Some(addr) = (self.0)(var).filter(|v| !v.trim().is_empty()) else {
             return Ok(None);
         };
@@ -210,6 +231,53 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 "a host and port, such as conduit-destination.conduit.svc.cluster.local:8086",
             ));
         }
+        Ok(Some(addr))
+    }
+
+    /// `CONDUIT_PROXY_IDENTITY_*`: on when `..._LOCAL_NAME` is set.
+    fn identity(&self) -> Result<Option<IdentityConfig>, ConfigError> {
+        let var = "CONDUIT_PROXY_IDENTITY_LOCAL_NAME";
+        let Some(name) = (self.0)(var).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let name = Name::parse(name.trim()).map_err(|_| {
+            self.invalid(
+                var,
+                "an identity name such as web.demo.serviceaccount.identity.conduit.cluster.local",
+            )
+        })?;
+        let var = "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS";
+        let expected = "the PEM text of the mesh's trust anchor certificates";
+        let pem = (self.0)(var).ok_or_else(|| self.invalid(var, expected))?;
+        let trust_anchors =
+            TrustAnchors::from_pem(&pem).map_err(|_| self.invalid(var, expected))?;
+        let var = "CONDUIT_PROXY_IDENTITY_SVC_ADDR";
+        let svc_addr = match self.host_port(var)? {
+            Some(addr) => addr,
+            None => self
+                .host_port("CONDUIT_PROXY_DESTINATION_SVC_ADDR")?
+                .ok_or_else(|| {
+                    self.invalid(
+                        var,
+                        "the controller's host:port (or CONDUIT_PROXY_DESTINATION_SVC_ADDR)",
+                    )
+                })?,
+        };
+        Ok(Some(IdentityConfig {
+            name,
+            trust_anchors,
+            token_path: self
+                .get_or("CONDUIT_PROXY_IDENTITY_TOKEN_FILE", DEFAULT_TOKEN_FILE)
+                .into(),
+            svc_addr,
+        }))
+    }
+
+    /// `CONDUIT_PROXY_DESTINATION_SVC_ADDR` (`host:port`) and `..._CONTEXT`.
+    fn destination(&self) -> Result<Option<DestinationConfig>, ConfigError> {
+        let Some(addr) = self.host_port("CONDUIT_PROXY_DESTINATION_SVC_ADDR")? else {
+            return Ok(None);
+        };
         Ok(Some(DestinationConfig {
             addr,
             context: self.get_or("CONDUIT_PROXY_DESTINATION_CONTEXT", ""),
@@ -297,6 +365,19 @@ mod tests {
     }
 
     #[test]
+    fn identity_needs_anchors_and_a_controller() {
+        let name = (
+            "CONDUIT_PROXY_IDENTITY_LOCAL_NAME",
+            "web.demo.serviceaccount.identity.conduit.cluster.local",
+        );
+        let err = config(&[name]).unwrap_err();
+        assert_eq!(err.var, "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS");
+        let err = config(&[name, ("CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", "not pem")]).unwrap_err();
+        assert_eq!(err.var, "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS");
+        assert!(err.to_string().contains("PEM"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases = [
             ("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "localhost"),
@@ -312,6 +393,7 @@ mod tests {
             ("CONDUIT_PROXY_DESTINATION_SVC_ADDR", ":8086"),
             ("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "soon"),
             ("CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY", "0"),
+            ("CONDUIT_PROXY_IDENTITY_LOCAL_NAME", "Web_Demo"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

@@ -33,39 +33,64 @@
 //! | `CONDUIT_PROXY_DESTINATION_CONTEXT` | empty | who this proxy is to the controller (for example `ns:demo`) |
 //! | `CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT` | `3s` | how long a request waits for a service with no endpoints (then 503) |
 //! | `CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY` | `100` | requests that may wait per service; more get 503 at once |
+//! | `CONDUIT_PROXY_IDENTITY_LOCAL_NAME` | unset | this proxy's identity (`<sa>.<ns>.serviceaccount.identity.<control-ns>.<trust-domain>`); set, it turns mTLS on |
+//! | `CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS` | required with an identity | PEM text of the mesh's trust anchors |
+//! | `CONDUIT_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/conduit-identity-token` | the token proving the identity, re-read at each renewal |
+//! | `CONDUIT_PROXY_IDENTITY_SVC_ADDR` | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | the controller's Identity API (`host:port`) |
+//!
+//! # Identity
+//!
+//! With an identity, the proxy makes an ECDSA P-256 key in memory at start (it is never
+//! written anywhere), asks the controller to certify it with the token, and renews at about
+//! 70% of each certificate's lifetime, backing off on failure. `/ready` answers 503 until the
+//! first certificate arrives; `identity_cert_expiration_timestamp_seconds` gives its expiry.
+//! Endpoints the controller names with an identity are then reached over mTLS (HTTP/2
+//! between the proxies), and inbound mTLS for this proxy's identity is terminated, so the
+//! client's identity labels the metrics (`tls="true",client_id=...`).
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
-pub use self::config::{Config, ConfigError, DestinationConfig};
+pub use self::config::{Config, ConfigError, DestinationConfig, IdentityConfig};
 pub use conduit_app_admin::LogLevel;
 pub use conduit_app_core::resolve;
 
+use conduit_api::identity::identity_client::IdentityClient;
 use conduit_app_admin::Admin;
 use conduit_app_core::resolve::Resolve;
+use conduit_app_core::Tls;
 use conduit_app_inbound::Inbound;
 use conduit_app_outbound::Outbound;
+use conduit_identity::Credentials;
 use conduit_metrics::ProxyMetrics;
 use conduit_stack::drain;
+use conduit_tls::{ClientTls, ServerTls};
 use conduit_transport::Listener;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A listener that could not be opened.
+/// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr} ({var}): {source}")]
-pub struct BindError {
-    /// The variable that configures the address.
-    pub var: &'static str,
-    /// The address.
-    pub addr: SocketAddr,
-    /// The socket error.
-    #[source]
-    pub source: io::Error,
+pub enum StartError {
+    /// A listener could not be opened.
+    #[error("cannot listen on {addr} ({var}): {source}")]
+    Bind {
+        /// The variable that configures the address.
+        var: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// The identity (key, CSR, TLS configuration) could not be set up.
+    #[error("identity: {0}")]
+    Identity(String),
 }
 
 /// The proxy, before its listeners are bound.
@@ -81,6 +106,7 @@ pub struct Bound {
     metrics: ProxyMetrics,
     resolve: Arc<dyn Resolve>,
     log_level: Arc<dyn LogLevel>,
+    identity: Option<(Arc<Credentials>, Tls)>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -93,8 +119,26 @@ impl std::fmt::Debug for Bound {
     }
 }
 
-fn bind(var: &'static str, addr: SocketAddr) -> Result<Listener, BindError> {
-    conduit_transport::bind(addr).map_err(|source| BindError { var, addr, source })
+fn bind(var: &'static str, addr: SocketAddr) -> Result<Listener, StartError> {
+    conduit_transport::bind(addr).map_err(|source| StartError::Bind { var, addr, source })
+}
+
+/// The proxy's key, CSR and TLS configurations, when it has an identity.
+fn identity(config: &Config) -> Result<Option<(Arc<Credentials>, Tls)>, StartError> {
+    let Some(id) = &config.identity else {
+        return Ok(None);
+    };
+    let credentials = Arc::new(
+        Credentials::generate(id.name.clone(), id.trust_anchors.clone())
+            .map_err(|e| StartError::Identity(e.to_string()))?,
+    );
+    let tls = Tls {
+        client: ClientTls::new(credentials.clone())
+            .map_err(|e| StartError::Identity(e.to_string()))?,
+        server: ServerTls::new(credentials.clone())
+            .map_err(|e| StartError::Identity(e.to_string()))?,
+    };
+    Ok(Some((credentials, tls)))
 }
 
 impl Proxy {
@@ -104,7 +148,8 @@ impl Proxy {
         config: Config,
         resolve: Arc<dyn Resolve>,
         log_level: Arc<dyn LogLevel>,
-    ) -> Result<Bound, BindError> {
+    ) -> Result<Bound, StartError> {
+        let identity = identity(&config)?;
         let outbound = bind("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", config.outbound_listen)?;
         let inbound = bind("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", config.inbound_listen)?;
         let admin = bind("CONDUIT_PROXY_ADMIN_LISTEN_ADDR", config.admin_listen)?;
@@ -117,6 +162,7 @@ impl Proxy {
             metrics: ProxyMetrics::default(),
             resolve,
             log_level,
+            identity,
         })
     }
 }
@@ -159,9 +205,42 @@ impl Bound {
             },
             None => None,
         };
-        let outbound = Outbound::new(side.clone(), self.metrics.clone(), self.resolve, discovery);
-        let inbound = Inbound::new(side, self.metrics.clone(), self.config.inbound_forward);
-        let admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
+        let tls = self.identity.as_ref().map(|(_, tls)| tls.clone());
+        let outbound = Outbound::new(
+            side.clone(),
+            self.metrics.clone(),
+            self.resolve,
+            discovery,
+            tls.clone(),
+        );
+        let inbound = Inbound::new(side, self.metrics.clone(), self.config.inbound_forward, tls);
+        let mut admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
+        if let (Some((credentials, _)), Some(id)) = (&self.identity, &self.config.identity) {
+            // Not ready until the first certificate: a proxy that cannot do mTLS yet must not
+            // be sent meshed traffic.
+            let ready = Arc::new(AtomicBool::new(false));
+            admin = admin.with_readiness(ready.clone());
+            tokio::spawn(track_certificate(
+                credentials.expiry(),
+                ready,
+                self.metrics.cert_expiry.clone(),
+            ));
+            match identity_client(&id.svc_addr) {
+                Ok(client) => {
+                    let certify = conduit_identity::certify::Config {
+                        token_path: id.token_path.clone(),
+                        backoff: conduit_stack::Backoff::default(),
+                    };
+                    tokio::spawn(conduit_identity::certify::run(
+                        credentials.clone(),
+                        client,
+                        certify,
+                    ));
+                }
+                // Validated at start-up; a failure here is a bug, not a configuration.
+                Err(error) => tracing::error!(%error, "cannot reach the identity service"),
+            }
+        }
         tokio::spawn(outbound.serve(self.outbound, watch.clone()));
         tokio::spawn(inbound.serve(self.inbound, watch.clone()));
         tokio::spawn(admin.serve(self.admin, watch.clone()));
@@ -187,6 +266,37 @@ impl Bound {
                 tracing::warn!("grace period over with connections still open");
                 false
             }
+        }
+    }
+}
+
+/// The Identity API client for `addr` (`host:port`), connecting lazily.
+fn identity_client(
+    addr: &str,
+) -> Result<IdentityClient<tonic::transport::Channel>, tonic::transport::Error> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy();
+    Ok(IdentityClient::new(channel))
+}
+
+/// Marks the proxy ready at its first certificate, and keeps the expiry metric current.
+async fn track_certificate(
+    mut expiry: tokio::sync::watch::Receiver<Option<std::time::SystemTime>>,
+    ready: Arc<AtomicBool>,
+    metric: Arc<AtomicU64>,
+) {
+    loop {
+        if let Some(at) = *expiry.borrow_and_update() {
+            let secs = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            metric.store(secs, Ordering::Relaxed);
+            ready.store(true, Ordering::Release);
+        }
+        if expiry.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -13,11 +13,11 @@
 use crate::crd::ServiceProfile;
 use conduit_control_destination::model::{self, Endpoint, Port, ProtocolHint, ServiceKey};
 use conduit_control_destination::Index;
+use conduit_identity::{Domain, Workload};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use conduit_identity::{Domain, Workload};
 use std::sync::Arc;
 
 /// The label that ties an EndpointSlice to its service.

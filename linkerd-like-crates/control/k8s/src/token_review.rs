@@ -58,16 +58,15 @@ impl TokenReviews {
             return Err(TokenError::Invalid(format!("the token was refused: {why}")));
         }
         let audiences = status.audiences.unwrap_or_default();
-        if !audiences.iter().any(|a| *a == self.audience) {
+        if !audiences.contains(&self.audience) {
             return Err(TokenError::Invalid(format!(
                 "the token is not for audience {}",
                 self.audience
             )));
         }
         let username = status.user.and_then(|u| u.username).unwrap_or_default();
-        service_account(&username).ok_or_else(|| {
-            TokenError::Invalid(format!("{username:?} is not a service account"))
-        })
+        service_account(&username)
+            .ok_or_else(|| TokenError::Invalid(format!("{username:?} is not a service account")))
     }
 }
 

@@ -1,7 +1,7 @@
 use crate::cluster::{Cluster, Event};
-use conduit_identity::Domain;
 use crate::crd::ServiceProfile;
 use conduit_control_destination::Index;
+use conduit_identity::Domain;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -26,12 +26,7 @@ enum Message {
 /// dropped. Each watcher retries with kube's default backoff; one owner applies every event,
 /// so the reduction needs no locks. `synced` is set once every watcher has listed its
 /// objects, so the index answers for the whole cluster.
-pub async fn run(
-    client: Client,
-    index: Arc<Index>,
-    identities: Domain,
-    synced: Arc<AtomicBool>,
-) {
+pub async fn run(client: Client, index: Arc<Index>, identities: Domain, synced: Arc<AtomicBool>) {
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
     let tasks = [
         tokio::spawn(follow(

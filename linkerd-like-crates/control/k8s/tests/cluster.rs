@@ -75,10 +75,7 @@ fn pod(name: &str, meshed: bool) -> Pod {
 
 fn cluster() -> (Cluster, Arc<Index>) {
     let index = Index::new("cluster.local");
-    (
-        Cluster::new(index.clone(), Domain::default()),
-        index,
-    )
+    (Cluster::new(index.clone(), Domain::default()), index)
 }
 
 fn endpoints(index: &Index) -> Vec<String> {

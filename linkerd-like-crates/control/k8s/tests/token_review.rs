@@ -12,7 +12,10 @@ type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Sends one token for review; the API server answers `status`. Returns what the verifier
 /// concluded and the request body the API server saw.
-async fn review(token: &str, status: serde_json::Value) -> (Result<String, TokenError>, serde_json::Value) {
+async fn review(
+    token: &str,
+    status: serde_json::Value,
+) -> (Result<String, TokenError>, serde_json::Value) {
     let (svc, mut api) =
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<Body>>();
     let verifier = TokenReviews::new(kube::Client::new(svc, "default"));
@@ -86,7 +89,10 @@ async fn refused_tokens_say_why() {
     )
     .await;
     let err = result.unwrap_err().to_string();
-    assert!(err.contains("not for audience identity.conduit.io"), "{err}");
+    assert!(
+        err.contains("not for audience identity.conduit.io"),
+        "{err}"
+    );
 
     let (result, _) = review(
         "a-user",
