@@ -90,6 +90,28 @@ impl ClientTls {
     }
 }
 
+/// Connects to the proxy at `addr` as a client without a certificate, completes a handshake
+/// for `server` (which must chain to `anchors` and be valid now), and returns the chain the
+/// proxy served, leaf first: what `conduit identity` shows, and how tests see rotation.
+pub async fn served_chain(
+    addr: std::net::SocketAddr,
+    server: &Name,
+    anchors: &conduit_identity::TrustAnchors,
+) -> std::io::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let config = tls13()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(anchors.roots().clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from(server.as_str().to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    let certs = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    Ok(certs.iter().map(|c| c.clone().into_owned()).collect())
+}
+
 /// Terminates mutual TLS for our own identity.
 #[derive(Clone, Debug)]
 pub struct ServerTls {

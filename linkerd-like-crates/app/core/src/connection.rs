@@ -160,7 +160,10 @@ impl Connection {
                 let tls = server.accept(io).await?;
                 let client_id =
                     conduit_tls::peer_identity(tls.get_ref().1).map(|id| Arc::from(id.as_str()));
-                Ok(Accept::Terminated(Box::new(tls), TlsLabel::Client(client_id)))
+                Ok(Accept::Terminated(
+                    Box::new(tls),
+                    TlsLabel::Client(client_id),
+                ))
             }
             _ => Ok(Accept::Plain(io, TlsLabel::NoIdentity)),
         }

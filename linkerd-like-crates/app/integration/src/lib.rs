@@ -12,6 +12,7 @@
 
 use bytes::Bytes;
 use conduit_app_proxy::{resolve, trace, Config, Proxy};
+use conduit_control_ca::{generate, LocalTokens};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -295,6 +296,7 @@ pub struct TestController {
     pub grpc: SocketAddr,
     registry: std::path::PathBuf,
     dir: std::path::PathBuf,
+    identity: Option<TestIdentity>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -315,6 +317,7 @@ impl TestController {
             grpc: "127.0.0.1:0".parse().unwrap(),
             registry: path,
             dir,
+            identity: None,
             stop: None,
             thread: None,
         };
@@ -322,12 +325,127 @@ impl TestController {
         ctl
     }
 
+    /// Starts a controller serving `registry` with its identity service on: a fresh trust
+    /// anchor and issuer, local tokens, and certificates valid for `lifetime`.
+    pub fn start_with_identity(registry: &str, lifetime: Duration) -> Self {
+        let mut ctl = Self::start(registry);
+        ctl.kill();
+        let domain = conduit_identity::Domain::default();
+        let year = Duration::from_secs(365 * 86_400);
+        let anchor = generate::trust_anchor(&domain, year).unwrap();
+        let key = LocalTokens::generate_key().unwrap();
+        let id = TestIdentity {
+            dir: ctl.dir.join("identity"),
+            key_file: ctl.dir.join("token.key"),
+            tokens: LocalTokens::from_key(&key).unwrap(),
+            anchor,
+            lifetime,
+        };
+        std::fs::create_dir_all(&id.dir).unwrap();
+        std::fs::write(id.dir.join("ca.crt"), &id.anchor.cert_pem).unwrap();
+        std::fs::write(&id.key_file, key).unwrap();
+        ctl.identity = Some(id);
+        ctl.rotate_issuer();
+        ctl.run();
+        ctl
+    }
+
+    /// Writes a new issuer, signed by the same anchor, where the controller reads it (key
+    /// and certificate replaced together, as a Secret update does).
+    pub fn rotate_issuer(&self) {
+        let id = self.identity.as_ref().expect("identity is on");
+        let domain = conduit_identity::Domain::default();
+        let issuer =
+            generate::issuer(&id.anchor, &domain, Duration::from_secs(30 * 86_400)).unwrap();
+        let staging = self.dir.join("identity.new");
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("ca.crt"), &id.anchor.cert_pem).unwrap();
+        std::fs::write(staging.join("tls.crt"), &issuer.cert_pem).unwrap();
+        std::fs::write(staging.join("tls.key"), &issuer.key_pem).unwrap();
+        for file in ["ca.crt", "tls.crt", "tls.key"] {
+            std::fs::rename(staging.join(file), id.dir.join(file)).unwrap();
+        }
+    }
+
+    /// The trust anchors' PEM.
+    pub fn trust_anchors(&self) -> String {
+        self.identity
+            .as_ref()
+            .expect("identity is on")
+            .anchor
+            .cert_pem
+            .clone()
+    }
+
+    /// The proxy variables of a meshed workload running as service account `sa` in
+    /// namespace `demo`: this controller for discovery and identity, its token, its name.
+    pub fn meshed_vars(&self, sa: &str) -> Vec<(String, String)> {
+        let id = self.identity.as_ref().expect("identity is on");
+        let workload = conduit_identity::Workload {
+            service_account: sa.into(),
+            namespace: "demo".into(),
+        };
+        let token = self.dir.join(format!("token-{sa}"));
+        std::fs::write(&token, id.tokens.issue(&workload)).unwrap();
+        vec![
+            (
+                "CONDUIT_PROXY_DESTINATION_SVC_ADDR".into(),
+                self.grpc.to_string(),
+            ),
+            (
+                "CONDUIT_PROXY_IDENTITY_LOCAL_NAME".into(),
+                identity_name(sa),
+            ),
+            (
+                "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS".into(),
+                self.trust_anchors(),
+            ),
+            (
+                "CONDUIT_PROXY_IDENTITY_TOKEN_FILE".into(),
+                token.display().to_string(),
+            ),
+        ]
+    }
+
+    /// Credentials for service account `sa`, certified by this controller.
+    pub async fn credentials(&self, sa: &str) -> Arc<conduit_identity::Credentials> {
+        let anchors = conduit_identity::TrustAnchors::from_pem(&self.trust_anchors()).unwrap();
+        let name = conduit_identity::Name::parse(&identity_name(sa)).unwrap();
+        let creds = conduit_identity::Credentials::generate(name, anchors).unwrap();
+        let vars = self.meshed_vars(sa);
+        let token = &vars
+            .iter()
+            .find(|(k, _)| k == "CONDUIT_PROXY_IDENTITY_TOKEN_FILE")
+            .unwrap()
+            .1;
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect_lazy();
+        let config = conduit_identity::certify::Config {
+            token_path: token.into(),
+            backoff: conduit_stack::Backoff::default(),
+        };
+        let mut client = conduit_api::identity::identity_client::IdentityClient::new(channel);
+        bounded(conduit_identity::certify::certify_once(
+            &creds,
+            &mut client,
+            &config,
+        ))
+        .await
+        .unwrap();
+        Arc::new(creds)
+    }
+
     fn run(&mut self) {
-        let args = conduit_app_controller::Args::with_registry(
+        let mut args = conduit_app_controller::Args::with_registry(
             self.registry.clone(),
             self.grpc,
             "127.0.0.1:0".parse().unwrap(),
         );
+        if let Some(id) = &self.identity {
+            args = args.with_identity(id.dir.clone(), id.key_file.clone());
+            args.identity_lifetime = id.lifetime;
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -385,6 +503,33 @@ impl Drop for TestController {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A controller's identity service state, for tests.
+struct TestIdentity {
+    dir: std::path::PathBuf,
+    key_file: std::path::PathBuf,
+    tokens: LocalTokens,
+    anchor: generate::CertKey,
+    lifetime: Duration,
+}
+
+/// The identity of service account `sa` in namespace `demo`.
+pub fn identity_name(sa: &str) -> String {
+    format!("{sa}.demo.serviceaccount.identity.conduit.cluster.local")
+}
+
+/// Waits until the proxy with admin server `admin` says it is ready.
+pub async fn until_ready(admin: SocketAddr) {
+    bounded(async {
+        loop {
+            if get(admin, "/ready").await.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 /// A registry with one service `name` in namespace `demo` on `port`, served by `endpoints`.

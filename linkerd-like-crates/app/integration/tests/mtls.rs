@@ -1,0 +1,380 @@
+//! Mutual TLS between two real proxies with a real controller: the wire carries no HTTP in
+//! clear, both sides know who the other is, the wrong or an untrusted server is refused, and
+//! certificates rotate under load with no failed request.
+
+use bytes::Bytes;
+use conduit_app_integration::*;
+use conduit_identity::{Name, TrustAnchors};
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+const BOOKS: &str = "books.demo.svc.cluster.local:7001";
+
+/// An application that reports what it received: version, `Host` and path, and whether
+/// the proxies' own marker leaked through.
+async fn reporting_app() -> SocketAddr {
+    let (addr, _) = http_server(|req: http::Request<hyper::body::Incoming>| async move {
+        let host = req
+            .headers()
+            .get("host")
+            .map(|h| h.to_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| {
+                req.uri()
+                    .authority()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            });
+        let leaked = req.headers().contains_key("conduit-orig-proto");
+        http::Response::new(Full::from(format!(
+            "books saw {:?} host={host} path={} marker={leaked}",
+            req.version(),
+            req.uri().path()
+        )))
+    })
+    .await;
+    addr
+}
+
+async fn copy(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    tap: Arc<Mutex<Vec<u8>>>,
+) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match tokio::io::AsyncReadExt::read(&mut r, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        tap.lock().unwrap().extend_from_slice(&buf[..n]);
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// A TCP relay to `to` that keeps a copy of every byte it carries, both ways.
+async fn wiretap(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tap = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let tap = tap.clone();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::join!(copy(cr, sw, tap.clone()), copy(sr, cw, tap));
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A registry with `books` on port 7001 served by `endpoint`, whose proxy has `identity`.
+fn books_registry(endpoint: SocketAddr, identity: &str) -> String {
+    format!(
+        "services:\n  - name: books\n    namespace: demo\n    ports:\n      - port: 7001\n        endpoints:\n          - address: {endpoint}\n            identity: {identity}\n"
+    )
+}
+
+fn vars(pairs: &[(String, String)], extra: &[(&str, &str)]) -> conduit_app_proxy::Config {
+    let mut all: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.extend_from_slice(extra);
+    config(&all)
+}
+
+/// A meshed proxy for service account `sa`, forwarding inbound to `app` if given.
+async fn meshed_proxy(ctl: &TestController, sa: &str, app: Option<SocketAddr>) -> TestProxy {
+    let app = app.map(|a| a.to_string());
+    let mut extra = vec![];
+    if let Some(app) = &app {
+        extra.push(("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", app.as_str()));
+    }
+    let proxy = TestProxy::spawn(vars(&ctl.meshed_vars(sa), &extra)).await;
+    until_ready(proxy.admin).await;
+    proxy
+}
+
+async fn get_books(web: &TestProxy, path: &str) -> http::Response<hyper::body::Incoming> {
+    let mut client = http1_client(web.outbound).await;
+    let req = http::Request::get(format!("http://{BOOKS}{path}"))
+        .header("host", BOOKS)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    bounded(client.send_request(req)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meshed_traffic_is_mutual_tls_with_no_http_in_clear() {
+    let app = reporting_app().await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = meshed_proxy(&ctl, "books", Some(app)).await;
+    let (tap, wire) = wiretap(books.inbound).await;
+    ctl.write_registry(&books_registry(tap, &identity_name("books")));
+    let web = meshed_proxy(&ctl, "web", None).await;
+
+    // HTTP/1 from the application: carried as HTTP/2 between the proxies, restored for books.
+    let rsp = get_books(&web, "/secret-path").await;
+    assert_eq!(rsp.status(), 200);
+    let body = body_string(rsp).await;
+    assert_eq!(
+        body,
+        format!("books saw HTTP/1.1 host={BOOKS} path=/secret-path marker=false")
+    );
+
+    // HTTP/2 from the application stays HTTP/2.
+    let mut h2 = h2_client(web.outbound).await;
+    let req = http::Request::get(format!("http://{BOOKS}/h2-path"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let rsp = bounded(h2.send_request(req)).await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    assert!(body_string(rsp).await.starts_with("books saw HTTP/2.0"));
+
+    // The wire: a TLS handshake record first, and nothing of the requests or responses.
+    let wire = wire.lock().unwrap().clone();
+    assert!(wire.len() > 1000, "{} bytes", wire.len());
+    assert_eq!(
+        &wire[..2],
+        &[0x16, 0x03],
+        "starts with a TLS handshake record"
+    );
+    for clear in [
+        &b"secret-path"[..],
+        b"h2-path",
+        b"books saw",
+        b"HTTP/1.1",
+        b"PRI * HTTP/2.0",
+        BOOKS.as_bytes(),
+    ] {
+        assert!(
+            !wire.windows(clear.len()).any(|w| w == clear),
+            "{:?} crossed the wire in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
+
+    // Both proxies know who the other is.
+    let web_metrics = web.metrics().await;
+    let server_id = format!("server_id=\"{}\"", identity_name("books"));
+    let sent = metric_value(
+        &web_metrics,
+        "response_total",
+        &[
+            "direction=\"outbound\"",
+            "tls=\"true\"",
+            &server_id,
+            "status_code=\"200\"",
+        ],
+    );
+    assert_eq!(sent, Some(2.0), "{web_metrics}");
+    let books_metrics = books.metrics().await;
+    let client_id = format!("client_id=\"{}\"", identity_name("web"));
+    let received = metric_value(
+        &books_metrics,
+        "request_total",
+        &["direction=\"inbound\"", "tls=\"true\"", &client_id],
+    );
+    assert_eq!(received, Some(2.0), "{books_metrics}");
+    let conns = metric_value(
+        &books_metrics,
+        "tcp_open_total",
+        &[
+            "direction=\"inbound\"",
+            "peer=\"src\"",
+            "tls=\"true\"",
+            &client_id,
+        ],
+    );
+    // One multiplexed connection per client protocol (the HTTP/1 and the HTTP/2 client).
+    assert_eq!(conns, Some(2.0), "{books_metrics}");
+    let expiry = metric_value(
+        &books_metrics,
+        "identity_cert_expiration_timestamp_seconds",
+        &[],
+    );
+    assert!(expiry.is_some_and(|e| e > 1.7e9), "{books_metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_the_wrong_identity_is_refused() {
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    // An impostor: a valid mesh certificate, but for authors, served whatever name is asked.
+    let authors = ctl.credentials("authors").await;
+    let server = conduit_tls::ServerTls::new(authors).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let impostor = listener.local_addr().unwrap();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let seen = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = server.accept(tcp).await;
+        }
+    });
+    ctl.write_registry(&books_registry(impostor, &identity_name("books")));
+    let web = meshed_proxy(&ctl, "web", None).await;
+    let rsp = get_books(&web, "/").await;
+    assert_eq!(rsp.status(), 502);
+    let reason = rsp.headers()["conduit-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("mTLS to books.demo"), "{reason}");
+    assert!(reason.contains("not valid for name"), "{reason}");
+    assert!(
+        reason.contains("authors.demo"),
+        "names what was presented: {reason}"
+    );
+    assert!(handshakes.load(Ordering::SeqCst) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_for_another_name_passes_through_the_inbound_proxy_untouched() {
+    // A ClientHello for a name that is not the proxy's is not the proxy's to terminate: the
+    // bytes reach the application as they were sent.
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let echo = tcp_echo_server().await;
+    let books = meshed_proxy(&ctl, "books", Some(echo)).await;
+    let web = ctl.credentials("web").await;
+    let client = conduit_tls::ClientTls::new(web).unwrap();
+    let tcp = TcpStream::connect(books.inbound).await.unwrap();
+    let other = Name::parse("db.example.com").unwrap();
+    // The echo server is not TLS: it sends our own ClientHello back, byte for byte.
+    let err = bounded(client.connect(&other, true, tcp))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("got ClientHello"), "{err}");
+    let metrics = books.metrics().await;
+    let opaque = metric_value(
+        &metrics,
+        "tcp_open_total",
+        &["direction=\"inbound\"", "peer=\"dst\""],
+    );
+    assert_eq!(opaque, Some(1.0), "carried to the app as TCP: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_from_another_mesh_is_refused() {
+    let app = reporting_app().await;
+    let ours = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let theirs = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    // A books proxy with a certificate from another mesh's CA.
+    let stranger = meshed_proxy(&theirs, "books", Some(app)).await;
+    ours.write_registry(&books_registry(stranger.inbound, &identity_name("books")));
+    let web = meshed_proxy(&ours, "web", None).await;
+    let rsp = get_books(&web, "/").await;
+    assert_eq!(rsp.status(), 502);
+    let reason = rsp.headers()["conduit-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("invalid peer certificate"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_and_the_issuer_rotate_under_load_with_no_failed_request() {
+    let app = reporting_app().await;
+    // Three-second certificates: each proxy renews about every two seconds.
+    let ctl =
+        TestController::start_with_identity(&registry("books", 7001, &[]), Duration::from_secs(3));
+    let books = meshed_proxy(&ctl, "books", Some(app)).await;
+    ctl.write_registry(&books_registry(books.inbound, &identity_name("books")));
+    let web = meshed_proxy(&ctl, "web", None).await;
+    let anchors = TrustAnchors::from_pem(&ctl.trust_anchors()).unwrap();
+    let books_name = Name::parse(&identity_name("books")).unwrap();
+    let first = conduit_tls::served_chain(books.inbound, &books_name, &anchors)
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let outbound = web.outbound;
+        load.push(tokio::spawn(async move {
+            let mut client = http1_client(outbound).await;
+            while !stop.load(Ordering::Relaxed) {
+                let req = http::Request::get(format!("http://{BOOKS}/load"))
+                    .header("host", BOOKS)
+                    .body(Full::<Bytes>::default())
+                    .unwrap();
+                match bounded(client.send_request(req)).await {
+                    Ok(rsp) if rsp.status() == 200 => {
+                        body_string(rsp).await;
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+
+    // Watch the served certificate change while the load runs; rotate the issuer midway.
+    let mut leaves = vec![first[0].clone()];
+    let mut new_connections_ok = 0;
+    for tick in 0..14 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if tick == 5 {
+            ctl.rotate_issuer();
+        }
+        // A fresh handshake each time, as new connections after a renewal would make.
+        let chain = conduit_tls::served_chain(books.inbound, &books_name, &anchors)
+            .await
+            .unwrap();
+        new_connections_ok += 1;
+        if chain[0] != *leaves.last().unwrap() {
+            leaves.push(chain[0].clone());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let last = conduit_tls::served_chain(books.inbound, &books_name, &anchors)
+        .await
+        .unwrap();
+
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
+    assert!(ok > 100, "{ok} requests");
+    assert_eq!(new_connections_ok, 14);
+    assert!(
+        leaves.len() >= 3,
+        "books renewed {} times in 7s",
+        leaves.len() - 1
+    );
+    assert_ne!(first[1], last[1], "the issuer in the served chain changed");
+}
