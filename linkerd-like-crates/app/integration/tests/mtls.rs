@@ -1,6 +1,7 @@
 //! Mutual TLS between two real proxies with a real controller: the wire carries no HTTP in
 //! clear, both sides know who the other is, the wrong or an untrusted server is refused, and
 //! certificates rotate under load with no failed request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use conduit_app_integration::*;
