@@ -5,6 +5,7 @@
 //! - [`destination`]: endpoints and profiles of services (`Get`, `GetProfile`); the stream
 //!   semantics are documented in `proto/destination.proto`.
 //! - [`identity`]: certificates for workload identities (`Certify`).
+//! - [`policy`]: inbound authorization per port (`WatchPort`).
 //!
 //! Besides the generated types, [`addr`] converts between the wire's addresses and std's.
 
@@ -32,4 +33,15 @@ pub mod destination {
 )]
 pub mod identity {
     tonic::include_proto!("conduit.identity");
+}
+
+/// The Policy API (`proto/policy.proto`).
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
+pub mod policy {
+    tonic::include_proto!("conduit.policy");
 }

@@ -4,6 +4,8 @@
 use crate::resolution::{EndpointMeta, Resolution};
 use conduit_api::destination as api;
 use conduit_api::destination::destination_client::DestinationClient;
+use conduit_api::policy;
+use conduit_api::policy::inbound_policies_client::InboundPoliciesClient;
 use conduit_stack::Backoff;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -61,7 +63,7 @@ pub(crate) async fn run<F: Follower>(
                             });
                         }
                         Ok(None) => {
-                            tracing::debug!("destination stream ended");
+                            tracing::debug!("controller stream ended");
                             break;
                         }
                         Err(status) => {
@@ -185,5 +187,37 @@ impl Follower for ProfileFollower {
 
     fn apply(&mut self, profile: api::DestinationProfile, _fresh: bool) -> Self::State {
         Some(Arc::new(profile))
+    }
+}
+
+/// `WatchPort`: each message is the port's whole policy.
+pub(crate) struct PolicyFollower {
+    client: InboundPoliciesClient<Channel>,
+    request: policy::PortRequest,
+}
+
+impl PolicyFollower {
+    pub(crate) fn new(
+        client: InboundPoliciesClient<Channel>,
+        request: policy::PortRequest,
+    ) -> Self {
+        Self { client, request }
+    }
+}
+
+impl Follower for PolicyFollower {
+    type Message = policy::InboundServer;
+    type State = Option<Arc<policy::InboundServer>>;
+
+    fn open(
+        &mut self,
+    ) -> impl Future<Output = Result<Streaming<policy::InboundServer>, Status>> + Send {
+        let mut client = self.client.clone();
+        let request = self.request.clone();
+        async move { Ok(client.watch_port(request).await?.into_inner()) }
+    }
+
+    fn apply(&mut self, server: policy::InboundServer, _fresh: bool) -> Self::State {
+        Some(Arc::new(server))
     }
 }

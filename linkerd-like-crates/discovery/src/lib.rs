@@ -3,7 +3,8 @@
 //! [`Discovery::resolve`] follows one authority's `Get` stream and [`Discovery::profile`] its
 //! `GetProfile` stream (see `proto/destination.proto`). Each follows in a task of its own and
 //! publishes the latest state through a `tokio::sync::watch`, so readers (the balancer, the
-//! router) look at the newest state without waiting on the stream.
+//! router) look at the newest state without waiting on the stream. [`Discovery::inbound_policy`]
+//! follows one inbound port's policy (`proto/policy.proto`) the same way.
 //!
 //! When the stream fails or the controller goes away, the last state stays published and the
 //! task reconnects with exponential backoff (100 ms doubling to 10 s, with jitter); the first
@@ -21,6 +22,7 @@ pub use conduit_stack::Backoff;
 
 use conduit_api::destination::destination_client::DestinationClient;
 use conduit_api::destination::{DestinationProfile, GetDestination};
+use conduit_api::policy::inbound_policies_client::InboundPoliciesClient;
 use follow::{EndpointsFollower, ProfileFollower};
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,7 @@ pub struct InvalidControllerAddr {
 #[derive(Clone, Debug)]
 pub struct Discovery {
     client: DestinationClient<Channel>,
+    policies: InboundPoliciesClient<Channel>,
     context_token: String,
     backoff: Backoff,
 }
@@ -78,8 +81,10 @@ impl Discovery {
             .connect_timeout(Duration::from_secs(1))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
         Ok(Self {
-            client: DestinationClient::new(endpoint.connect_lazy()),
+            client: DestinationClient::new(channel.clone()),
+            policies: InboundPoliciesClient::new(channel),
             context_token: context_token.into(),
             backoff: Backoff::default(),
         })
@@ -111,6 +116,26 @@ impl Discovery {
     pub fn profile(&self, authority: &str) -> Resolved<Option<Arc<DestinationProfile>>> {
         let (tx, rx) = watch::channel(None);
         let follower = ProfileFollower::new(self.client.clone(), self.request(authority));
+        let task = tokio::spawn(follow::run(follower, tx, self.backoff.clone()));
+        Resolved::new(rx, task)
+    }
+}
+
+impl Discovery {
+    /// Follows the inbound policy of `pod`'s `port`; `None` until the first answer.
+    pub fn inbound_policy(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> Resolved<Option<Arc<conduit_api::policy::InboundServer>>> {
+        let (tx, rx) = watch::channel(None);
+        let request = conduit_api::policy::PortRequest {
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            port: u32::from(port),
+        };
+        let follower = follow::PolicyFollower::new(self.policies.clone(), request);
         let task = tokio::spawn(follow::run(follower, tx, self.backoff.clone()));
         Resolved::new(rx, task)
     }

@@ -11,6 +11,9 @@
 //! | `tcp_open_connections` | gauge | same |
 //! | `tcp_read_bytes_total`, `tcp_write_bytes_total` | counter | same |
 //!
+//! Refusals by inbound policy are `inbound_http_authz_deny_total` and
+//! `inbound_tcp_authz_deny_total` (labels `srv_name`, `target_addr`, `reason`).
+//!
 //! A proxy with an identity also reports `identity_cert_expiration_timestamp_seconds`.
 //!
 //! The `tls` label and its identities are described at [`TlsLabel`].
@@ -28,6 +31,7 @@
 
 #![forbid(unsafe_code)]
 
+mod authz;
 mod family;
 mod http_metrics;
 mod prom;
@@ -35,6 +39,7 @@ mod tcp;
 mod tls;
 mod value;
 
+pub use self::authz::AuthzMetrics;
 pub use self::family::Family;
 pub use self::http_metrics::{
     HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseFuture,
@@ -81,6 +86,8 @@ pub struct ProxyMetrics {
     pub http: HttpMetrics,
     /// TCP connection metrics.
     pub tcp: TcpMetrics,
+    /// Refusals by inbound policy.
+    pub authz: AuthzMetrics,
     /// When the proxy's certificate expires, in seconds since the epoch; 0 before it has one.
     pub cert_expiry: Arc<AtomicU64>,
 }
@@ -91,6 +98,7 @@ impl ProxyMetrics {
         let mut enc = Encoder::default();
         self.http.encode(&mut enc);
         self.tcp.encode(&mut enc);
+        self.authz.encode(&mut enc);
         let expiry = self.cert_expiry.load(Ordering::Relaxed);
         if expiry > 0 {
             enc.gauge_value(

@@ -116,6 +116,27 @@ pub struct Args {
     )]
     pub identity_lifetime: std::time::Duration,
 
+    /// What inbound ports no Server describes allow, unless the pod says otherwise:
+    /// all-unauthenticated, all-authenticated, cluster-unauthenticated, cluster-authenticated
+    /// or deny.
+    #[arg(
+        long,
+        default_value = "all-unauthenticated",
+        env = "CONDUIT_CONTROLLER_DEFAULT_INBOUND_POLICY",
+        value_parser = |s: &str| s.parse::<conduit_policy::DefaultPolicy>().map_err(|e| e.0)
+    )]
+    pub default_inbound_policy: conduit_policy::DefaultPolicy,
+
+    /// The cluster's pod and node networks, for the cluster-* default policies.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16",
+        env = "CONDUIT_CONTROLLER_CLUSTER_NETWORKS",
+        value_parser = |s: &str| conduit_policy::parse_net(s).map_err(|e| e.0)
+    )]
+    pub cluster_networks: Vec<ipnet::IpNet>,
+
     /// The log filter (`info`, `warn,conduit=debug`).
     #[arg(long, default_value = "info", env = "CONDUIT_CONTROLLER_LOG")]
     pub log: String,
@@ -139,6 +160,16 @@ impl Args {
             identity_dir: None,
             identity_tokens: None,
             identity_lifetime: std::time::Duration::from_secs(24 * 3600),
+            default_inbound_policy: conduit_policy::DefaultPolicy::AllUnauthenticated,
+            cluster_networks: [
+                "10.0.0.0/8",
+                "100.64.0.0/10",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+            ]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
             log: "info".into(),
         }
     }
@@ -180,6 +211,11 @@ mod tests {
         assert!(err.to_string().contains("`local:KEY-FILE`"), "{err}");
         let args = Args::try_parse_from(["c", "--identity-tokens", "local:/k"]).unwrap();
         assert_eq!(args.identity_tokens, Some(Tokens::Local("/k".into())));
+        let err = Args::try_parse_from(["c", "--default-inbound-policy", "open"]).unwrap_err();
+        assert!(err.to_string().contains("cluster-authenticated"), "{err}");
+        let args =
+            Args::try_parse_from(["c", "--cluster-networks", "10.0.0.0/16,fd00::/8"]).unwrap();
+        assert_eq!(args.cluster_networks.len(), 2);
         let err = Args::try_parse_from(["c", "--admin-addr", "nine"]).unwrap_err();
         assert!(err.to_string().contains("--admin-addr"), "{err}");
     }

@@ -2,7 +2,7 @@
 //!
 //! | port | what |
 //! |---|---|
-//! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`) |
+//! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`), Policy (`WatchPort`) |
 //! | `:9990` | admin: `/metrics`, `/ready`, `/live` |
 //!
 //! Discovery comes from one source behind one index: a watched YAML file
@@ -23,6 +23,7 @@ pub use self::args::{Args, Discovery, Tokens};
 use conduit_app_admin::{Admin, LogLevel};
 use conduit_control_ca::{IdentityService, IssuerFiles, LocalTokens, TokenVerifier};
 use conduit_control_destination::{file, DestinationService, Index};
+use conduit_control_policy::{PolicyIndex, PolicyService};
 use conduit_stack::drain;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub struct Bound {
     args: Args,
     kube: Option<kube::Client>,
     index: Arc<Index>,
+    policy: Arc<PolicyIndex>,
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
     log_level: Arc<dyn LogLevel>,
@@ -78,8 +80,9 @@ impl std::fmt::Debug for Bound {
 /// taken port stops start-up with its reason.
 pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, StartError> {
     let index = Index::new(args.cluster_domain.clone());
+    let policy = PolicyIndex::new(args.default_inbound_policy, args.cluster_networks.clone());
     match &args.discovery {
-        Discovery::File(path) => file::load(path, &index)
+        Discovery::File(path) => file::load_with(path, &index, &file_sections(&policy))
             .await
             .map_err(|e| StartError::Discovery(e.to_string()))?,
         Discovery::Kubernetes => {}
@@ -113,7 +116,15 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
         admin,
         log_level,
         identity,
+        policy,
     })
+}
+
+/// The parts of the file registry other than services and profiles.
+fn file_sections(policy: &Arc<PolicyIndex>) -> Vec<Arc<dyn file::Section>> {
+    vec![Arc::new(conduit_control_policy::file::FileSection(
+        policy.clone(),
+    ))]
 }
 
 /// The identity service, if `--identity-dir` is given: its issuer loaded (and watched) and
@@ -193,7 +204,11 @@ impl Bound {
             .with_readiness(synced.clone());
         tokio::spawn(admin.serve(self.admin, watch.clone()));
         if let Discovery::File(path) = &self.args.discovery {
-            tokio::spawn(file::watch(path.clone(), self.index.clone()));
+            tokio::spawn(file::watch_with(
+                path.clone(),
+                self.index.clone(),
+                file_sections(&self.policy),
+            ));
         }
         if let Some(client) = self.kube.clone() {
             let identities = self.args.domain();
@@ -209,6 +224,7 @@ impl Bound {
         let mut grpc_drain = watch.clone();
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
+            .add_service(PolicyService::new(self.policy.clone()).into_server())
             .add_optional_service(self.identity.map(IdentityService::into_server))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async move {
                 grpc_drain.signaled().await;

@@ -1,8 +1,11 @@
+use crate::authorize::{Authz, PortPolicies};
 use crate::{Config, HttpRouter, Route};
 use bytes::Bytes;
 use conduit_http::client::{Endpoint, NewClient};
+use conduit_identity::Name;
 use conduit_io::{CountingIo, PrefixedIo};
 use conduit_metrics::{Direction, HttpTarget, Peer, PendingTcp, ProxyMetrics, TcpLabels, TlsLabel};
+use conduit_policy::Protocol;
 use conduit_stack::{drain, NewCache};
 use conduit_tls::{ClientHello, ClientTls, ServerTls};
 use conduit_transport::{Accepted, ConnectionLimit, Listener};
@@ -41,14 +44,29 @@ pub struct Connection {
     metrics: ProxyMetrics,
     clients: NewCache<Endpoint, NewClient>,
     tls: Option<Tls>,
+    policies: Option<PortPolicies>,
+}
+
+/// What is known of an accepted connection once TLS is handled.
+struct Conn {
+    client: SocketAddr,
+    tls: TlsLabel,
+    /// mTLS from another proxy.
+    meshed: bool,
+    authz: Option<Authz>,
 }
 
 /// What a connection turned out to be, once any TLS is handled.
 enum Accept<I> {
     /// Plaintext, or TLS for another name: its bytes are served as they come.
     Plain(PrefixedIo<I>, TlsLabel),
-    /// mTLS for us, terminated. Boxed: rustls's connection state is large.
-    Terminated(Box<conduit_tls::ServerStream<PrefixedIo<I>>>, TlsLabel),
+    /// mTLS for us, terminated, from a client with this identity (if it sent a certificate).
+    /// Boxed: rustls's connection state is large.
+    Terminated(
+        Box<conduit_tls::ServerStream<PrefixedIo<I>>>,
+        TlsLabel,
+        Option<Name>,
+    ),
 }
 
 impl Connection {
@@ -72,7 +90,14 @@ impl Connection {
             metrics,
             clients,
             tls,
+            policies: None,
         }
+    }
+
+    /// Authorizes every connection and request by its port's policy (the inbound side).
+    pub fn with_policies(mut self, policies: PortPolicies) -> Self {
+        self.policies = Some(policies);
+        self
     }
 
     /// The configuration.
@@ -109,23 +134,55 @@ impl Connection {
             target_addr: dst.target_addr,
             tls,
         };
+        let authz = async |identity| {
+            let authz = self
+                .policies
+                .as_ref()
+                .map(|p| Authz::new(p, client, identity, dst.target_addr));
+            if let Some(a) = &authz {
+                a.ready(self.config.detect.timeout).await;
+            }
+            authz
+        };
+        // The port's policy may say it is opaque: then there is nothing to detect either.
+        let opaque_by_policy = |authz: &Option<Authz>| {
+            authz
+                .as_ref()
+                .is_some_and(|a| a.policy().protocol == Protocol::Opaque)
+        };
         match accepted {
             Accept::Plain(io, tls) => {
                 pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
+                let authz = authz(None).await;
                 // Opaque ports skip detection: server-speaks-first protocols must not wait.
-                let detected = if opaque {
+                let detected = if opaque || opaque_by_policy(&authz) {
                     Ok((None, PrefixedIo::new(Bytes::new(), io)))
                 } else {
                     conduit_detect::detect_io(io, self.config.detect).await
                 };
-                self.serve_detected(detected, client, dst, tls, false, drain)
-                    .await
+                let conn = Conn {
+                    client,
+                    tls,
+                    meshed: false,
+                    authz,
+                };
+                self.serve_detected(detected, conn, dst, drain).await
             }
-            Accept::Terminated(io, tls) => {
+            Accept::Terminated(io, tls, identity) => {
                 pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
-                let detected = conduit_detect::detect_io(io, self.config.detect).await;
-                self.serve_detected(detected, client, dst, tls, true, drain)
-                    .await
+                let authz = authz(identity).await;
+                let detected = if opaque_by_policy(&authz) {
+                    Ok((None, PrefixedIo::new(Bytes::new(), io)))
+                } else {
+                    conduit_detect::detect_io(io, self.config.detect).await
+                };
+                let conn = Conn {
+                    client,
+                    tls,
+                    meshed: true,
+                    authz,
+                };
+                self.serve_detected(detected, conn, dst, drain).await
             }
         }
     }
@@ -158,11 +215,12 @@ impl Connection {
                 if server_name.as_deref() == Some(server.name().as_str()) =>
             {
                 let tls = server.accept(io).await?;
-                let client_id =
-                    conduit_tls::peer_identity(tls.get_ref().1).map(|id| Arc::from(id.as_str()));
+                let identity = conduit_tls::peer_identity(tls.get_ref().1);
+                let client_id = identity.as_ref().map(|id| Arc::from(id.as_str()));
                 Ok(Accept::Terminated(
                     Box::new(tls),
                     TlsLabel::Client(client_id),
+                    identity,
                 ))
             }
             _ => Ok(Accept::Plain(io, TlsLabel::NoIdentity)),
@@ -172,14 +230,18 @@ impl Connection {
     async fn serve_detected<I>(
         &self,
         detected: std::io::Result<(Option<conduit_http::Http>, PrefixedIo<I>)>,
-        client: SocketAddr,
+        conn: Conn,
         dst: Destination,
-        tls: TlsLabel,
-        meshed: bool,
         drain: drain::Watch,
     ) where
         I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
+        let Conn {
+            client,
+            tls,
+            meshed,
+            authz,
+        } = conn;
         let (http, io) = match detected {
             Ok(found) => found,
             Err(error) => {
@@ -197,7 +259,8 @@ impl Connection {
                     dst.target_addr,
                     meshed,
                     &self.config,
-                );
+                )
+                .with_authz(authz);
                 let target = HttpTarget {
                     direction: self.direction,
                     target_addr: dst.target_addr,
@@ -211,7 +274,13 @@ impl Connection {
                 }
             }
             None => match dst.tcp {
-                Some(addr) => self.forward_tcp(io, addr).await,
+                Some(addr) => {
+                    if let Some(Err(denied)) = authz.as_ref().map(Authz::check_connection) {
+                        tracing::info!(%client, %denied, "closing: refused by policy");
+                        return;
+                    }
+                    self.forward_tcp(io, addr).await
+                }
                 None => tracing::info!(
                     %client,
                     "refusing opaque connection: no original destination"

@@ -1,3 +1,4 @@
+use crate::authorize::Authz;
 use crate::balancer::{Balancer, Choice, Discover};
 use crate::resolve::Resolve;
 use crate::Config;
@@ -57,6 +58,8 @@ struct Shared {
     response_timeout: Option<Duration>,
     connect_timeout: Duration,
     max_header_bytes: usize,
+    /// Inbound: the connection's client, checked against its port's policy per request.
+    authz: Option<Authz>,
 }
 
 #[derive(Debug)]
@@ -116,10 +119,21 @@ impl HttpRouter {
             response_timeout: config.response_timeout,
             connect_timeout: config.client.connect_timeout,
             max_header_bytes: config.server.max_header_bytes,
+            authz: None,
         };
         Self {
             shared: Arc::new(shared),
         }
+    }
+}
+
+impl HttpRouter {
+    /// Checks every request against `authz` first: a refused one gets 403.
+    pub fn with_authz(mut self, authz: Option<Authz>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.authz = authz;
+        }
+        self
     }
 }
 
@@ -137,6 +151,13 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
         let shared = &self.shared;
         if let Err(e) = conduit_http::server::check_head(&req, shared.max_header_bytes) {
             return Box::pin(std::future::ready(Ok(errors::response(&e.into(), grpc))));
+        }
+        if let Some(Err(denied)) = shared.authz.as_ref().map(Authz::check_request) {
+            let refused = ErrorStatus::new(StatusCode::FORBIDDEN, denied.to_string());
+            return Box::pin(std::future::ready(Ok(errors::response(
+                &refused.into(),
+                grpc,
+            ))));
         }
         // The one allocation per request, at the stack boundary between hyper and the
         // router. The fixed-target future is boxed as `forward` returns it, with no `async`

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorize;
 pub mod balancer;
 mod config;
 mod connection;

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+use conduit_app_core::authorize::PortPolicies;
 use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls};
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
@@ -21,17 +22,20 @@ pub struct Inbound {
 
 impl Inbound {
     /// An inbound side recording into `metrics`; direct connections go to `forward`. With
-    /// `tls`, mTLS for this proxy's identity is terminated and the client's identity known.
+    /// `tls`, mTLS for this proxy's identity is terminated and the client's identity known;
+    /// with `policies`, every connection and request is authorized by its port's policy.
     pub fn new(
         config: Config,
         metrics: ProxyMetrics,
         forward: Option<SocketAddr>,
         tls: Option<Tls>,
+        policies: Option<PortPolicies>,
     ) -> Self {
-        Self {
-            conn: Connection::new(Direction::Inbound, config, metrics, tls),
-            forward,
+        let mut conn = Connection::new(Direction::Inbound, config, metrics, tls);
+        if let Some(policies) = policies {
+            conn = conn.with_policies(policies);
         }
+        Self { conn, forward }
     }
 
     /// Where an accepted connection goes, if anywhere.
@@ -87,7 +91,7 @@ mod tests {
 
     #[tokio::test]
     async fn redirected_connections_go_to_the_local_port() {
-        let inbound = Inbound::new(Config::default(), ProxyMetrics::default(), None, None);
+        let inbound = Inbound::new(Config::default(), ProxyMetrics::default(), None, None, None);
         let d = inbound
             .destination(&accepted(Some("10.1.1.1:8080".parse().unwrap())).await)
             .unwrap();
@@ -101,10 +105,16 @@ mod tests {
 
     #[tokio::test]
     async fn direct_connections_need_a_forward_address() {
-        let none = Inbound::new(Config::default(), ProxyMetrics::default(), None, None);
+        let none = Inbound::new(Config::default(), ProxyMetrics::default(), None, None, None);
         assert!(none.destination(&accepted(None).await).is_none());
         let fwd = "127.0.0.1:7000".parse().unwrap();
-        let some = Inbound::new(Config::default(), ProxyMetrics::default(), Some(fwd), None);
+        let some = Inbound::new(
+            Config::default(),
+            ProxyMetrics::default(),
+            Some(fwd),
+            None,
+            None,
+        );
         let d = some.destination(&accepted(None).await).unwrap();
         assert_eq!(d.tcp, Some(fwd));
     }

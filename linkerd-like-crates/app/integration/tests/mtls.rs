@@ -379,3 +379,184 @@ async fn certificates_and_the_issuer_rotate_under_load_with_no_failed_request() 
     );
     assert_ne!(first[1], last[1], "the issuer in the served chain changed");
 }
+
+/// A registry: books (pod books-0, workload books) behind `books_inbound`, a Server for the
+/// app's `port` speaking `protocol`, and an AuthorizationPolicy for `identities`.
+fn policy_registry(
+    books_inbound: SocketAddr,
+    port: u16,
+    protocol: &str,
+    identities: &[&str],
+) -> String {
+    let ids = identities
+        .iter()
+        .map(|i| format!("\"{i}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}            labels: {{pod: books-0, workload: books}}
+servers:
+  - name: books-http
+    namespace: demo
+    spec: {{podSelector: {{workload: books}}, port: {port}, proxyProtocol: {protocol}}}
+authorizationPolicies:
+  - name: books-callers
+    namespace: demo
+    spec: {{server: books-http, identities: [{ids}]}}
+",
+        books_registry(books_inbound, &identity_name("books"))
+    )
+}
+
+async fn books_with_policy(ctl: &TestController, app: SocketAddr) -> TestProxy {
+    let mut vars = ctl.meshed_vars("books");
+    vars.push((
+        "CONDUIT_PROXY_POLICY_WORKLOAD".into(),
+        "demo:books-0".into(),
+    ));
+    vars.push(("CONDUIT_PROXY_INBOUND_FORWARD_ADDR".into(), app.to_string()));
+    let proxy = TestProxy::spawn(vars_config(&vars)).await;
+    until_ready(proxy.admin).await;
+    proxy
+}
+
+fn vars_config(pairs: &[(String, String)]) -> conduit_app_proxy::Config {
+    vars(pairs, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_to_a_port_that_requires_mtls_is_refused() {
+    let app = reporting_app().await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = books_with_policy(&ctl, app).await;
+    ctl.write_registry(&policy_registry(
+        books.inbound,
+        app.port(),
+        "HTTP/1",
+        &[&identity_name("web")],
+    ));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    // Plaintext HTTP straight to the inbound proxy: 403, saying why.
+    let rsp = get(books.inbound, "/").await;
+    assert_eq!(rsp.status(), 403);
+    let reason = rsp.headers()["conduit-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with(
+            "unauthorized: 127.0.0.1 (no mTLS identity) is not allowed by server books-http"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("mTLS required"), "{reason}");
+
+    // The meshed caller the policy names gets through.
+    ctl.write_registry(&format!(
+        "{}",
+        policy_registry(
+            books.inbound,
+            app.port(),
+            "HTTP/1",
+            &[&identity_name("web")]
+        )
+    ));
+    let web = meshed_proxy(&ctl, "web", None).await;
+    let rsp = get_books(&web, "/allowed").await;
+    assert_eq!(rsp.status(), 200);
+
+    let metrics = books.metrics().await;
+    let denied = metric_value(
+        &metrics,
+        "inbound_http_authz_deny_total",
+        &["srv_name=\"books-http\"", "reason=\"no_identity\""],
+    );
+    assert_eq!(denied, Some(1.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_outside_the_authorization_gets_403_and_a_change_applies_within_a_second() {
+    let app = reporting_app().await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = books_with_policy(&ctl, app).await;
+    ctl.write_registry(&policy_registry(
+        books.inbound,
+        app.port(),
+        "HTTP/1",
+        &[&identity_name("web")],
+    ));
+    let authors = meshed_proxy(&ctl, "authors", None).await;
+    let web = meshed_proxy(&ctl, "web", None).await;
+
+    // authors is meshed, but not authorized: the 403 comes back through its own proxy.
+    let rsp = get_books(&authors, "/").await;
+    assert_eq!(rsp.status(), 403);
+    let reason = rsp.headers()["conduit-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains(&identity_name("authors")), "{reason}");
+    assert!(reason.contains("identity not authorized"), "{reason}");
+    assert_eq!(get_books(&web, "/").await.status(), 200);
+
+    // Open books to every identity in namespace demo: authors gets in within a second.
+    let changed = std::time::Instant::now();
+    ctl.write_registry(&policy_registry(
+        books.inbound,
+        app.port(),
+        "HTTP/1",
+        &["*.demo.serviceaccount.identity.conduit.cluster.local"],
+    ));
+    let took = bounded(async {
+        loop {
+            if get_books(&authors, "/").await.status() == 200 {
+                return changed.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    let metrics = books.metrics().await;
+    let denied = metric_value(
+        &metrics,
+        "inbound_http_authz_deny_total",
+        &["srv_name=\"books-http\"", "reason=\"identity\""],
+    );
+    assert!(denied.is_some_and(|d| d >= 1.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_opaque_connection_is_closed_and_counted() {
+    let echo = tcp_echo_server().await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = books_with_policy(&ctl, echo).await;
+    ctl.write_registry(&policy_registry(
+        books.inbound,
+        echo.port(),
+        "opaque",
+        &[&identity_name("web")],
+    ));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Plaintext bytes to an opaque port only mTLS clients may use: closed, nothing echoed.
+    let out = raw_exchange(books.inbound, b"hello\n").await;
+    assert_eq!(out, "");
+    let metrics = books.metrics().await;
+    let denied = metric_value(
+        &metrics,
+        "inbound_tcp_authz_deny_total",
+        &["srv_name=\"books-http\"", "reason=\"no_identity\""],
+    );
+    assert_eq!(denied, Some(1.0), "{metrics}");
+}

@@ -1,7 +1,10 @@
 //! Configuration from `CONDUIT_PROXY_*` environment variables.
 
+use conduit_app_core::authorize::Workload;
 use conduit_app_core::Config as SideConfig;
 use conduit_identity::{Name, TrustAnchors};
+use conduit_policy::DefaultPolicy;
+use ipnet::IpNet;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +48,19 @@ pub struct Config {
     pub destination: Option<DestinationConfig>,
     /// The proxy's identity, if any: without it there is no mTLS.
     pub identity: Option<IdentityConfig>,
+    /// Inbound authorization.
+    pub policy: PolicyConfig,
+}
+
+/// Where inbound policy comes from.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// The pod, for the controller's Policy API; unset, the default applies to every port.
+    pub workload: Option<Workload>,
+    /// What ports without a Server allow (and every port until the controller answers).
+    pub default: DefaultPolicy,
+    /// The cluster's networks, for the cluster-* defaults.
+    pub cluster_networks: Vec<IpNet>,
 }
 
 /// Who the proxy is, what it trusts, and where it gets its certificate.
@@ -72,6 +88,9 @@ pub struct DestinationConfig {
 /// Where Kubernetes mounts the projected service-account token (audience
 /// `identity.conduit.io`) that the injected proxy presents.
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/tokens/conduit-identity-token";
+
+/// The private networks a cluster's pods and nodes usually live in.
+pub const DEFAULT_CLUSTER_NETWORKS: &str = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16";
 
 /// Linkerd's default opaque ports: server-speaks-first protocols (SMTP, MySQL, Galera,
 /// PostgreSQL, Redis, Elasticsearch, memcached) that must not wait out detection.
@@ -157,6 +176,7 @@ impl Config {
             cores,
             destination: env.destination()?,
             identity: env.identity()?,
+            policy: env.policy()?,
         })
     }
 }
@@ -271,6 +291,52 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                 .into(),
             svc_addr,
         }))
+    }
+
+    /// `CONDUIT_PROXY_POLICY_WORKLOAD`, `..._DEFAULT_INBOUND_POLICY`, `..._CLUSTER_NETWORKS`.
+    fn policy(&self) -> Result<PolicyConfig, ConfigError> {
+        let var = "CONDUIT_PROXY_POLICY_WORKLOAD";
+        let workload = match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => match v.trim().split_once(':') {
+                Some((ns, pod)) if !ns.is_empty() && !pod.is_empty() => Some(Workload {
+                    namespace: ns.to_string(),
+                    pod: pod.to_string(),
+                }),
+                _ => return Err(self.invalid(var, "<namespace>:<pod>, such as demo:books-0")),
+            },
+        };
+        if workload.is_some()
+            && self
+                .host_port("CONDUIT_PROXY_DESTINATION_SVC_ADDR")?
+                .is_none()
+        {
+            return Err(self.invalid(
+                var,
+                "to be set only with CONDUIT_PROXY_DESTINATION_SVC_ADDR (policies come from the controller)",
+            ));
+        }
+        let var = "CONDUIT_PROXY_DEFAULT_INBOUND_POLICY";
+        let default = self
+            .get_or(var, "all-unauthenticated")
+            .parse()
+            .map_err(|_| self.invalid(var, DefaultPolicy::NAMES))?;
+        let var = "CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS";
+        let cluster_networks = self
+            .get_or(var, DEFAULT_CLUSTER_NETWORKS)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(conduit_policy::parse_net)
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                self.invalid(var, "comma-separated networks, such as 10.0.0.0/8,fd00::/8")
+            })?;
+        Ok(PolicyConfig {
+            workload,
+            default,
+            cluster_networks,
+        })
     }
 
     /// `CONDUIT_PROXY_DESTINATION_SVC_ADDR` (`host:port`) and `..._CONTEXT`.
@@ -394,6 +460,10 @@ mod tests {
             ("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "soon"),
             ("CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY", "0"),
             ("CONDUIT_PROXY_IDENTITY_LOCAL_NAME", "Web_Demo"),
+            ("CONDUIT_PROXY_POLICY_WORKLOAD", "books-0"),
+            ("CONDUIT_PROXY_POLICY_WORKLOAD", "demo:books-0"),
+            ("CONDUIT_PROXY_DEFAULT_INBOUND_POLICY", "allow"),
+            ("CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS", "10.0.0.0/8,lan"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

@@ -37,6 +37,9 @@
 //! | `CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS` | required with an identity | PEM text of the mesh's trust anchors |
 //! | `CONDUIT_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/conduit-identity-token` | the token proving the identity, re-read at each renewal |
 //! | `CONDUIT_PROXY_IDENTITY_SVC_ADDR` | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | the controller's Identity API (`host:port`) |
+//! | `CONDUIT_PROXY_POLICY_WORKLOAD` | unset | `<namespace>:<pod>`: follow this pod's inbound policies from the controller |
+//! | `CONDUIT_PROXY_DEFAULT_INBOUND_POLICY` | `all-unauthenticated` | what ports no Server describes allow (and every port until the controller answers): `all-unauthenticated`, `all-authenticated`, `cluster-unauthenticated`, `cluster-authenticated`, `deny` |
+//! | `CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS` | `10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16` | the cluster's networks, for the `cluster-*` defaults |
 //!
 //! # Identity
 //!
@@ -47,24 +50,35 @@
 //! Endpoints the controller names with an identity are then reached over mTLS (HTTP/2
 //! between the proxies), and inbound mTLS for this proxy's identity is terminated, so the
 //! client's identity labels the metrics (`tls="true",client_id=...`).
+//!
+//! # Inbound policy
+//!
+//! Each inbound port's policy (from the controller for `CONDUIT_PROXY_POLICY_WORKLOAD`, else
+//! the default) is checked for every HTTP request (refused: 403 with
+//! `conduit-proxy-error: unauthorized: ...`, or gRPC `PERMISSION_DENIED`) and every opaque
+//! connection (refused: closed). Refusals are counted by server and reason in
+//! `inbound_http_authz_deny_total` and `inbound_tcp_authz_deny_total`. A policy change
+//! applies to the next request.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
-pub use self::config::{Config, ConfigError, DestinationConfig, IdentityConfig};
+pub use self::config::{Config, ConfigError, DestinationConfig, IdentityConfig, PolicyConfig};
 pub use conduit_app_admin::LogLevel;
 pub use conduit_app_core::resolve;
 
 use conduit_api::identity::identity_client::IdentityClient;
 use conduit_app_admin::Admin;
+use conduit_app_core::authorize::PortPolicies;
 use conduit_app_core::resolve::Resolve;
 use conduit_app_core::Tls;
 use conduit_app_inbound::Inbound;
 use conduit_app_outbound::Outbound;
 use conduit_identity::Credentials;
 use conduit_metrics::ProxyMetrics;
+use conduit_policy::DefaultPolicy;
 use conduit_stack::drain;
 use conduit_tls::{ClientTls, ServerTls};
 use conduit_transport::Listener;
@@ -206,6 +220,7 @@ impl Bound {
             None => None,
         };
         let tls = self.identity.as_ref().map(|(_, tls)| tls.clone());
+        let policies = self.port_policies(discovery.clone());
         let outbound = Outbound::new(
             side.clone(),
             self.metrics.clone(),
@@ -213,7 +228,13 @@ impl Bound {
             discovery,
             tls.clone(),
         );
-        let inbound = Inbound::new(side, self.metrics.clone(), self.config.inbound_forward, tls);
+        let inbound = Inbound::new(
+            side,
+            self.metrics.clone(),
+            self.config.inbound_forward,
+            tls,
+            policies,
+        );
         let mut admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
         if let (Some((credentials, _)), Some(id)) = (&self.identity, &self.config.identity) {
             // Not ready until the first certificate: a proxy that cannot do mTLS yet must not
@@ -267,6 +288,26 @@ impl Bound {
                 false
             }
         }
+    }
+}
+
+impl Bound {
+    /// Inbound policies: from the controller for the configured pod, else the default; none
+    /// at all when that default lets everyone in (nothing to check per request).
+    fn port_policies(
+        &self,
+        discovery: Option<conduit_discovery::Discovery>,
+    ) -> Option<PortPolicies> {
+        let policy = &self.config.policy;
+        let source = discovery.zip(policy.workload.clone());
+        if source.is_none() && policy.default == DefaultPolicy::AllUnauthenticated {
+            return None;
+        }
+        Some(PortPolicies::new(
+            source,
+            policy.default.policy(&policy.cluster_networks),
+            self.metrics.authz.clone(),
+        ))
     }
 }
 

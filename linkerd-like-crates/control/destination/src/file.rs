@@ -49,6 +49,21 @@ struct Registry {
     services: Vec<ServiceSpec>,
     #[serde(default)]
     profiles: Vec<ProfileEntry>,
+    // Read by other sections (the policy service's): see [`Section`].
+    #[serde(default, rename = "servers")]
+    _servers: serde::de::IgnoredAny,
+    #[serde(default, rename = "authorizationPolicies")]
+    _authorization_policies: serde::de::IgnoredAny,
+    #[serde(default, rename = "workloadDefaults")]
+    _workload_defaults: serde::de::IgnoredAny,
+}
+
+/// Another index's part of the registry file (the policy service reads `servers`,
+/// `authorizationPolicies` and `workloadDefaults`).
+pub trait Section: Send + Sync + 'static {
+    /// Parses its part of `text` (`path` names the file in errors) and returns how to apply
+    /// it: every section parses before any applies, so a file is used whole or not at all.
+    fn parse(&self, text: &str, path: &str) -> Result<Box<dyn FnOnce() + Send>, RegistryError>;
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,10 +228,39 @@ pub fn parse(text: &str, path: &str) -> Result<State, RegistryError> {
 
 /// Reads `path` into `index` now; an error here is for the caller to report at start-up.
 pub async fn load(path: &PathBuf, index: &Index) -> Result<(), RegistryError> {
+    load_with(path, index, &[]).await
+}
+
+/// [`load`], with other sections of the file.
+pub async fn load_with(
+    path: &PathBuf,
+    index: &Index,
+    sections: &[Arc<dyn Section>],
+) -> Result<(), RegistryError> {
     let text = read(path).await?;
-    let state = parse(&text, &path.display().to_string())?;
-    index.replace_all(state.services, state.profiles);
+    apply(&text, path, index, sections)?;
     Ok(())
+}
+
+/// Parses every part of `text`, then applies them all; returns the destination state's size.
+fn apply(
+    text: &str,
+    path: &std::path::Path,
+    index: &Index,
+    sections: &[Arc<dyn Section>],
+) -> Result<(usize, usize), RegistryError> {
+    let name = path.display().to_string();
+    let state = parse(text, &name)?;
+    let appliers = sections
+        .iter()
+        .map(|s| s.parse(text, &name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sizes = (state.services.len(), state.profiles.len());
+    index.replace_all(state.services, state.profiles);
+    for apply in appliers {
+        apply();
+    }
+    Ok(sizes)
 }
 
 async fn read(path: &PathBuf) -> Result<String, RegistryError> {
@@ -230,6 +274,11 @@ async fn read(path: &PathBuf) -> Result<String, RegistryError> {
 
 /// Watches `path` forever, applying each good version to `index`; call after [`load`].
 pub async fn watch(path: PathBuf, index: Arc<Index>) {
+    watch_with(path, index, Vec::new()).await
+}
+
+/// [`watch`], with other sections of the file; call after [`load_with`].
+pub async fn watch_with(path: PathBuf, index: Arc<Index>, sections: Vec<Arc<dyn Section>>) {
     let mut last = read(&path).await.ok();
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -248,14 +297,9 @@ pub async fn watch(path: PathBuf, index: Arc<Index>) {
         if last.as_deref() == Some(text.as_str()) {
             continue;
         }
-        match parse(&text, &path.display().to_string()) {
-            Ok(state) => {
-                tracing::info!(
-                    services = state.services.len(),
-                    profiles = state.profiles.len(),
-                    "registry changed"
-                );
-                index.replace_all(state.services, state.profiles);
+        match apply(&text, &path, &index, &sections) {
+            Ok((services, profiles)) => {
+                tracing::info!(services, profiles, "registry changed");
             }
             Err(error) => {
                 tracing::warn!(%error, "registry has an error; keeping the last good state");
