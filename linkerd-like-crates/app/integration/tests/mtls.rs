@@ -456,15 +456,6 @@ async fn plaintext_to_a_port_that_requires_mtls_is_refused() {
     assert!(reason.contains("mTLS required"), "{reason}");
 
     // The meshed caller the policy names gets through.
-    ctl.write_registry(&format!(
-        "{}",
-        policy_registry(
-            books.inbound,
-            app.port(),
-            "HTTP/1",
-            &[&identity_name("web")]
-        )
-    ));
     let web = meshed_proxy(&ctl, "web", None).await;
     let rsp = get_books(&web, "/allowed").await;
     assert_eq!(rsp.status(), 200);
