@@ -215,6 +215,7 @@ impl Bound {
             tokio::spawn(conduit_control_k8s::run(
                 client,
                 self.index.clone(),
+                self.policy.clone(),
                 identities,
                 synced,
             ));

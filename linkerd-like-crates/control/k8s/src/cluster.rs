@@ -222,6 +222,19 @@ pub enum Event<T> {
     InitDone,
 }
 
+impl<T> Event<T> {
+    /// The same event, borrowing its object.
+    pub fn as_ref(&self) -> Event<&T> {
+        match self {
+            Event::Apply(t) => Event::Apply(t),
+            Event::Delete(t) => Event::Delete(t),
+            Event::Init => Event::Init,
+            Event::InitApply(t) => Event::InitApply(t),
+            Event::InitDone => Event::InitDone,
+        }
+    }
+}
+
 impl<T> From<kube::runtime::watcher::Event<T>> for Event<T> {
     fn from(e: kube::runtime::watcher::Event<T>) -> Self {
         use kube::runtime::watcher::Event as E;

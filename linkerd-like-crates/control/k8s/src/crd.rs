@@ -50,5 +50,13 @@ pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
     );
     out.push_str("---\n");
     out.push_str(&serde_yaml_ng::to_string(&ServiceProfile::crd())?);
+    out.push_str("---\n");
+    out.push_str(&serde_yaml_ng::to_string(
+        &conduit_control_policy::Server::crd(),
+    )?);
+    out.push_str("---\n");
+    out.push_str(&serde_yaml_ng::to_string(
+        &conduit_control_policy::AuthorizationPolicy::crd(),
+    )?);
     Ok(out)
 }

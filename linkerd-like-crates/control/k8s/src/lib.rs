@@ -10,6 +10,8 @@
 //!   fixtures;
 //! - [`crd`]: the `ServiceProfile` resource (`conduit.io/v1alpha1`), whose CRD YAML is
 //!   generated into `deploy/crds.yaml`;
+//! - [`policy`]: Servers, AuthorizationPolicies (`policy.conduit.io/v1alpha1`) and pods'
+//!   labels into the policy index;
 //! - [`run`]: the watchers, wired to a `kube::Client`;
 //! - [`TokenReviews`]: service-account tokens checked by the API server, for the identity
 //!   service.
@@ -18,6 +20,7 @@
 
 pub mod cluster;
 pub mod crd;
+pub mod policy;
 mod token_review;
 mod watch;
 

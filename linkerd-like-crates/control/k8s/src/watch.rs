@@ -1,6 +1,8 @@
 use crate::cluster::{Cluster, Event};
 use crate::crd::ServiceProfile;
+use crate::policy::PolicyCluster;
 use conduit_control_destination::Index;
+use conduit_control_policy::{AuthorizationPolicy, PolicyIndex, Server};
 use conduit_identity::Domain;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -20,13 +22,22 @@ enum Message {
     Slice(Box<Event<EndpointSlice>>),
     Pod(Box<Event<Pod>>),
     Profile(Box<Event<ServiceProfile>>),
+    Server(Box<Event<Server>>),
+    Authorization(Box<Event<AuthorizationPolicy>>),
 }
 
-/// Watches the cluster through `client` and keeps `index` up to date, until the task is
-/// dropped. Each watcher retries with kube's default backoff; one owner applies every event,
-/// so the reduction needs no locks. `synced` is set once every watcher has listed its
-/// objects, so the index answers for the whole cluster.
-pub async fn run(client: Client, index: Arc<Index>, identities: Domain, synced: Arc<AtomicBool>) {
+/// Watches the cluster through `client` and keeps `index` (services, endpoints, profiles)
+/// and `policies` (Servers, AuthorizationPolicies, pods' labels) up to date, until the task
+/// is dropped. Each watcher retries with kube's default backoff; one owner applies every
+/// event, so the reduction needs no locks. `synced` is set once every watcher has listed its
+/// objects, so the indexes answer for the whole cluster.
+pub async fn run(
+    client: Client,
+    index: Arc<Index>,
+    policies: Arc<PolicyIndex>,
+    identities: Domain,
+    synced: Arc<AtomicBool>,
+) {
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
     let tasks = [
         tokio::spawn(follow(
@@ -45,26 +56,44 @@ pub async fn run(client: Client, index: Arc<Index>, identities: Domain, synced: 
             Message::Pod,
         )),
         tokio::spawn(follow(
-            Api::<ServiceProfile>::all(client),
-            tx,
+            Api::<ServiceProfile>::all(client.clone()),
+            tx.clone(),
             Message::Profile,
+        )),
+        tokio::spawn(follow(
+            Api::<Server>::all(client.clone()),
+            tx.clone(),
+            Message::Server,
+        )),
+        tokio::spawn(follow(
+            Api::<AuthorizationPolicy>::all(client),
+            tx,
+            Message::Authorization,
         )),
     ];
     let _abort = AbortAll(tasks);
     let mut cluster = Cluster::new(index, identities);
-    let mut listed = [false; 4];
+    let mut policy = PolicyCluster::new(policies);
+    let mut listed = [false; 6];
     while let Some(message) = rx.recv().await {
         let (kind, done) = match &message {
             Message::Service(e) => (0, matches!(**e, Event::InitDone)),
             Message::Slice(e) => (1, matches!(**e, Event::InitDone)),
             Message::Pod(e) => (2, matches!(**e, Event::InitDone)),
             Message::Profile(e) => (3, matches!(**e, Event::InitDone)),
+            Message::Server(e) => (4, matches!(**e, Event::InitDone)),
+            Message::Authorization(e) => (5, matches!(**e, Event::InitDone)),
         };
         match message {
             Message::Service(e) => cluster.service(*e),
             Message::Slice(e) => cluster.slice(*e),
-            Message::Pod(e) => cluster.pod(*e),
+            Message::Pod(e) => {
+                policy.pod(Event::as_ref(&e));
+                cluster.pod(*e);
+            }
             Message::Profile(e) => cluster.profile(*e),
+            Message::Server(e) => policy.server(*e),
+            Message::Authorization(e) => policy.authorization(*e),
         }
         if done && !listed[kind] {
             listed[kind] = true;

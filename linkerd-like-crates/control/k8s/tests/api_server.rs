@@ -82,9 +82,14 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
     let client = kube::Client::new(svc, "default");
     let index = Index::new("cluster.local");
     let synced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let policies = conduit_control_policy::PolicyIndex::new(
+        conduit_policy::DefaultPolicy::AllUnauthenticated,
+        vec![],
+    );
     let controller = tokio::spawn(conduit_control_k8s::run(
         client,
         index.clone(),
+        policies.clone(),
         Domain::default(),
         synced.clone(),
     ));
@@ -111,7 +116,36 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
                         "discovery.k8s.io/v1",
                         vec![slice("books-a", "10.1.0.1")],
                     ),
-                    "/api/v1/pods" => list("PodList", "v1", vec![]),
+                    "/api/v1/pods" => list(
+                        "PodList",
+                        "v1",
+                        vec![json!({
+                            "apiVersion": "v1", "kind": "Pod",
+                            "metadata": {"name": "books-0", "namespace": "demo", "resourceVersion": "80",
+                                         "labels": {"app": "books"},
+                                         "annotations": {"config.conduit.io/default-inbound-policy": "deny"}},
+                            "spec": {"containers": [{"name": "books", "image": "books:1"}]}
+                        })],
+                    ),
+                    "/apis/policy.conduit.io/v1alpha1/servers" => list(
+                        "ServerList",
+                        "policy.conduit.io/v1alpha1",
+                        vec![json!({
+                            "apiVersion": "policy.conduit.io/v1alpha1", "kind": "Server",
+                            "metadata": {"name": "books-http", "namespace": "demo", "resourceVersion": "81"},
+                            "spec": {"podSelector": {"app": "books"}, "port": 8080, "proxyProtocol": "HTTP/1"}
+                        })],
+                    ),
+                    "/apis/policy.conduit.io/v1alpha1/authorizationpolicies" => list(
+                        "AuthorizationPolicyList",
+                        "policy.conduit.io/v1alpha1",
+                        vec![json!({
+                            "apiVersion": "policy.conduit.io/v1alpha1", "kind": "AuthorizationPolicy",
+                            "metadata": {"name": "web-to-books", "namespace": "demo", "resourceVersion": "82"},
+                            "spec": {"server": "books-http",
+                                     "identities": ["web.demo.serviceaccount.identity.conduit.cluster.local"]}
+                        })],
+                    ),
                     "/apis/conduit.io/v1alpha1/serviceprofiles" => {
                         list("ServiceProfileList", "conduit.io/v1alpha1", vec![])
                     }
@@ -122,7 +156,7 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
         }
     });
 
-    // From the lists; once all four are listed, the controller is ready.
+    // From the lists; once all six are listed, the controller is ready.
     until(&index, &["10.1.0.1:8080"]).await;
     tokio::time::timeout(Duration::from_secs(10), async {
         while !synced.load(std::sync::atomic::Ordering::Acquire) {
@@ -131,6 +165,17 @@ async fn watchers_list_then_follow_watch_events_into_the_index() {
     })
     .await
     .expect("synced after every list");
+
+    // The policy resources reached the policy index: the Server's port, and the pod's own
+    // default (from its annotation) for every other port.
+    let books = policies.watch("demo", "books-0", 8080).borrow().clone();
+    assert_eq!(books.name, "books-http");
+    assert_eq!(books.authorizations.len(), 1);
+    assert_eq!(books.authorizations[0].name, "web-to-books");
+    assert_eq!(
+        policies.watch("demo", "books-0", 9090).borrow().name,
+        "default:deny"
+    );
 
     // A watch event: a second slice is added.
     let watch = tokio::time::timeout(Duration::from_secs(10), slice_watch.recv())

@@ -253,10 +253,29 @@ fn the_crd_yaml_in_deploy_is_up_to_date() {
         committed == generated,
         "deploy/crds.yaml is stale: run `CONDUIT_UPDATE_CRDS=1 cargo test -p conduit-control-k8s`"
     );
-    // It is a valid CRD document.
-    let doc: serde_json::Value =
-        serde_yaml_ng::from_str(generated.trim_start_matches(|c| c != '\n')).unwrap();
-    assert_eq!(doc["kind"], "CustomResourceDefinition");
-    assert_eq!(doc["spec"]["group"], "conduit.io");
-    assert_eq!(doc["spec"]["names"]["kind"], "ServiceProfile");
+    // Valid CRD documents, one per kind.
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&generated)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<(String, String)> = docs
+        .iter()
+        .map(|doc| {
+            assert_eq!(doc["kind"], "CustomResourceDefinition");
+            (
+                doc["spec"]["group"].as_str().unwrap().to_string(),
+                doc["spec"]["names"]["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("conduit.io".to_string(), "ServiceProfile".to_string()),
+            ("policy.conduit.io".to_string(), "Server".to_string()),
+            (
+                "policy.conduit.io".to_string(),
+                "AuthorizationPolicy".to_string()
+            ),
+        ]
+    );
 }

@@ -22,4 +22,6 @@ pub mod spec;
 
 pub use self::index::{Key, PodSpec, PolicyIndex, PolicyState};
 pub use self::server::PolicyService;
+#[cfg(feature = "crd")]
+pub use self::spec::{AuthorizationPolicy, Server};
 pub use self::spec::{AuthorizationPolicySpec, NetworkSpec, ServerSpec};

@@ -9,6 +9,17 @@ use std::collections::BTreeMap;
 /// who may call it. A port no Server selects gets the pod's default policy.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    derive(kube::CustomResource),
+    kube(
+        group = "policy.conduit.io",
+        version = "v1alpha1",
+        kind = "Server",
+        namespaced,
+        shortname = "srv"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerSpec {
     /// The pods it covers: those whose labels include all of these.
@@ -24,6 +35,17 @@ pub struct ServerSpec {
 /// An AuthorizationPolicy: who may call a Server.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "crd",
+    derive(kube::CustomResource),
+    kube(
+        group = "policy.conduit.io",
+        version = "v1alpha1",
+        kind = "AuthorizationPolicy",
+        namespaced,
+        shortname = "authzpolicy"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuthorizationPolicySpec {
     /// The Server (same namespace) it opens.
