@@ -31,6 +31,39 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         rps: u32,
     },
+    /// Checks the mesh: trust anchors and issuer, the controller, every meshed proxy.
+    Check {
+        /// The controller's gRPC address.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:8086",
+            env = "CONDUIT_CONTROLLER_ADDR"
+        )]
+        controller: String,
+        /// The controller's admin address.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:9990",
+            env = "CONDUIT_CONTROLLER_ADMIN_ADDR"
+        )]
+        controller_admin: String,
+        /// Check the issuer files here (`ca.crt`, `tls.crt`, `tls.key`) instead of what the
+        /// controller serves.
+        #[arg(long)]
+        identity_dir: Option<std::path::PathBuf>,
+    },
+    /// Shows the certificate a workload's proxies are serving.
+    Identity {
+        /// The workload (or pod, or service account) name.
+        workload: String,
+        /// The controller's admin address.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:9990",
+            env = "CONDUIT_CONTROLLER_ADMIN_ADDR"
+        )]
+        controller_admin: String,
+    },
     /// Looks at what the controller knows.
     Diagnostics {
         #[command(subcommand)]
@@ -84,6 +117,50 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("conduit diagnostics endpoints: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check {
+            controller,
+            controller_admin,
+            identity_dir,
+        } => {
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let opts = conduit_app_cli::check::Options {
+                controller,
+                admin: controller_admin,
+                identity_dir,
+                timeout: Duration::from_secs(5),
+            };
+            let report = rt.block_on(conduit_app_cli::check::run(&opts));
+            print!("{report}");
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Identity {
+            workload,
+            controller_admin,
+        } => {
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            match rt.block_on(conduit_app_cli::identity::show(
+                &controller_admin,
+                &workload,
+                Duration::from_secs(5),
+            )) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("conduit identity: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -57,6 +57,19 @@ pub struct Admin {
     ready: Option<Arc<std::sync::atomic::AtomicBool>>,
     log_level: Arc<dyn LogLevel>,
     shutdown: Arc<tokio::sync::Notify>,
+    pages: Vec<(&'static str, Arc<dyn Page>)>,
+}
+
+/// An extra read-only page of the admin server (the controller's `/meshed-endpoints`, say).
+pub trait Page: Send + Sync + 'static {
+    /// The page's text now.
+    fn render(&self) -> String;
+}
+
+impl<F: Fn() -> String + Send + Sync + 'static> Page for F {
+    fn render(&self) -> String {
+        self()
+    }
 }
 
 impl fmt::Debug for Admin {
@@ -80,7 +93,14 @@ impl Admin {
             ready: None,
             log_level,
             shutdown,
+            pages: Vec::new(),
         }
+    }
+
+    /// Serves `page` as plain text at `path` (GET only).
+    pub fn with_page(mut self, path: &'static str, page: impl Page) -> Self {
+        self.pages.push((path, Arc::new(page)));
+        self
     }
 
     /// `/ready` answers 503 until `ready` is set (a controller's first sync, say).
@@ -169,7 +189,12 @@ impl Admin {
                 Method::PUT => self.put_log_level(req).await,
                 _ => not_allowed(&[Method::GET, Method::PUT]),
             },
-            _ => text_response(StatusCode::NOT_FOUND, "not found\n"),
+            path => match self.pages.iter().find(|(p, _)| *p == path) {
+                Some((_, page)) => only(&method, &[Method::GET], || {
+                    text_response(StatusCode::OK, page.render())
+                }),
+                None => text_response(StatusCode::NOT_FOUND, "not found\n"),
+            },
         }
     }
 

@@ -17,27 +17,24 @@
 //! mutual TLS (the table's `MTLS` column is the share of each service's inbound requests that
 //! arrived over it; the ingress traffic into `web` is plaintext, as from outside the mesh).
 
+use crate::http::{client_via, get, HttpClient};
 use crate::stats::{parse, Golden};
 use bytes::Bytes;
 use conduit_app_proxy::{resolve, trace, Config, Proxy, StartError};
 use conduit_control_ca::{generate, LocalTokens};
 use conduit_identity::{Domain, Workload};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::future::Future;
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// How the demo runs.
@@ -185,44 +182,6 @@ impl Dice {
         self.0.store(x, Ordering::Relaxed);
         x % below.max(1)
     }
-}
-
-type HttpClient = Client<Via, Empty<Bytes>>;
-
-/// Connects every request to one address (a proxy), whatever its URI names.
-#[derive(Clone, Debug)]
-struct Via(SocketAddr);
-
-impl tower_service::Service<http::Uri> for Via {
-    type Response = TokioIo<TcpStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: http::Uri) -> Self::Future {
-        let addr = self.0;
-        Box::pin(async move {
-            let s = TcpStream::connect(addr).await?;
-            s.set_nodelay(true)?;
-            Ok(TokioIo::new(s))
-        })
-    }
-}
-
-fn client_via(addr: SocketAddr) -> HttpClient {
-    Client::builder(TokioExecutor::new()).build(Via(addr))
-}
-
-async fn get(client: &HttpClient, url: String) -> Option<(http::StatusCode, Bytes)> {
-    let req = http::Request::get(url).body(Empty::new()).ok()?;
-    let rsp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = rsp.status();
-    let body = rsp.into_body().collect().await.ok()?.to_bytes();
-    Some((status, body))
 }
 
 fn bind_error(what: String, addr: SocketAddr) -> impl FnOnce(std::io::Error) -> DemoError {

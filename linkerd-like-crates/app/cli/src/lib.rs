@@ -2,12 +2,17 @@
 //!
 //! - [`demo`]: a whole mesh on this machine: three services, each with its own proxy, traffic
 //!   between them, and a live table of their golden metrics.
+//! - [`check`]: is the mesh healthy: trust anchors, issuer, controller, every meshed proxy.
+//! - [`identity`]: the certificate a workload's proxy is serving.
 //! - [`diagnostics`]: what the controller says about a name.
 //! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
 //!   proxy's Prometheus text.
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod demo;
 pub mod diagnostics;
+mod http;
+pub mod identity;
 pub mod stats;

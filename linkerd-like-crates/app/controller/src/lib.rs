@@ -3,7 +3,7 @@
 //! | port | what |
 //! |---|---|
 //! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`), Policy (`WatchPort`) |
-//! | `:9990` | admin: `/metrics`, `/ready`, `/live` |
+//! | `:9990` | admin: `/metrics`, `/ready`, `/live`; `/meshed-endpoints` (the meshed proxies it knows), `/identity/trust-anchors.pem` and `/identity/issuer.pem` (public certificates, for `conduit check`) |
 //!
 //! Discovery comes from one source behind one index: a watched YAML file
 //! (`--discovery file:PATH`, the way to run without a cluster) or Kubernetes
@@ -64,8 +64,10 @@ pub struct Bound {
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
     log_level: Arc<dyn LogLevel>,
-    identity: Option<IdentityService>,
+    identity: Option<(IdentityService, IssuerWatch)>,
 }
+
+type IssuerWatch = tokio::sync::watch::Receiver<Option<Arc<conduit_control_ca::Issuer>>>;
 
 impl std::fmt::Debug for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,12 +129,25 @@ fn file_sections(policy: &Arc<PolicyIndex>) -> Vec<Arc<dyn file::Section>> {
     ))]
 }
 
+/// `/meshed-endpoints`: one line per meshed endpoint, `<address> <identity> <label>=<value>...`.
+fn meshed_endpoints(index: &Index) -> String {
+    let mut out = String::new();
+    for (addr, e) in index.meshed_endpoints() {
+        out.push_str(&format!("{addr} {}", e.identity.as_deref().unwrap_or("-")));
+        for (k, v) in &e.labels {
+            out.push_str(&format!(" {k}={v}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The identity service, if `--identity-dir` is given: its issuer loaded (and watched) and
 /// its token verifier chosen. Any problem stops start-up, naming the flag.
 async fn identity(
     args: &Args,
     kube: Option<&kube::Client>,
-) -> Result<Option<IdentityService>, StartError> {
+) -> Result<Option<(IdentityService, IssuerWatch)>, StartError> {
     let Some(dir) = &args.identity_dir else {
         return Ok(None);
     };
@@ -167,12 +182,13 @@ async fn identity(
             ))
         }
     };
-    Ok(Some(IdentityService::new(
-        issuer,
+    let service = IdentityService::new(
+        issuer.clone(),
         args.domain(),
         tokens,
         args.identity_lifetime,
-    )))
+    );
+    Ok(Some((service, issuer)))
 }
 
 impl Bound {
@@ -200,8 +216,26 @@ impl Bound {
         // Ready once the source has given the whole state: at once for a file (it was loaded
         // at start-up), after every watcher's first list for Kubernetes.
         let synced = Arc::new(std::sync::atomic::AtomicBool::new(self.kube.is_none()));
-        let admin = Admin::new(metrics, self.log_level, admin_shutdown.clone())
+        let mut admin = Admin::new(metrics, self.log_level, admin_shutdown.clone())
             .with_readiness(synced.clone());
+        let index = self.index.clone();
+        admin = admin.with_page("/meshed-endpoints", move || meshed_endpoints(&index));
+        if let Some((_, issuer)) = &self.identity {
+            let (anchors, chain) = (issuer.clone(), issuer.clone());
+            admin = admin
+                .with_page("/identity/trust-anchors.pem", move || {
+                    anchors
+                        .borrow()
+                        .as_ref()
+                        .map_or_else(String::new, |i| conduit_control_ca::to_pem(i.anchors()))
+                })
+                .with_page("/identity/issuer.pem", move || {
+                    chain
+                        .borrow()
+                        .as_ref()
+                        .map_or_else(String::new, |i| conduit_control_ca::to_pem(i.chain()))
+                });
+        }
         tokio::spawn(admin.serve(self.admin, watch.clone()));
         if let Discovery::File(path) = &self.args.discovery {
             tokio::spawn(file::watch_with(
@@ -226,7 +260,7 @@ impl Bound {
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
             .add_service(PolicyService::new(self.policy.clone()).into_server())
-            .add_optional_service(self.identity.map(IdentityService::into_server))
+            .add_optional_service(self.identity.map(|(svc, _)| svc.into_server()))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async move {
                 grpc_drain.signaled().await;
             });

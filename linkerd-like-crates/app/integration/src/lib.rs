@@ -294,6 +294,8 @@ pub fn require_tool(tool: &str, why: &str) -> Option<std::path::PathBuf> {
 pub struct TestController {
     /// The gRPC address (`CONDUIT_PROXY_DESTINATION_SVC_ADDR`).
     pub grpc: SocketAddr,
+    /// The admin server's address.
+    pub admin: SocketAddr,
     registry: std::path::PathBuf,
     dir: std::path::PathBuf,
     identity: Option<TestIdentity>,
@@ -315,6 +317,7 @@ impl TestController {
         std::fs::write(&path, registry).unwrap();
         let mut ctl = TestController {
             grpc: "127.0.0.1:0".parse().unwrap(),
+            admin: "127.0.0.1:0".parse().unwrap(),
             registry: path,
             dir,
             identity: None,
@@ -365,6 +368,11 @@ impl TestController {
         for file in ["ca.crt", "tls.crt", "tls.key"] {
             std::fs::rename(staging.join(file), id.dir.join(file)).unwrap();
         }
+    }
+
+    /// The directory holding the issuer's files (`ca.crt`, `tls.crt`, `tls.key`).
+    pub fn identity_dir(&self) -> std::path::PathBuf {
+        self.identity.as_ref().expect("identity is on").dir.clone()
     }
 
     /// The trust anchors' PEM.
@@ -457,7 +465,9 @@ impl TestController {
                 let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
                     .await
                     .expect("controller binds");
-                bound_tx.send(bound.grpc_addr()).unwrap();
+                bound_tx
+                    .send((bound.grpc_addr(), bound.admin_addr()))
+                    .unwrap();
                 bound
                     .run(async move {
                         let _ = stopped.await;
@@ -467,7 +477,7 @@ impl TestController {
             // Dropping the runtime cancels every connection task: the streams break.
             drop(rt);
         });
-        self.grpc = bound_rx
+        (self.grpc, self.admin) = bound_rx
             .recv_timeout(TIMEOUT)
             .expect("the controller starts");
         self.stop = Some(stop);

@@ -101,6 +101,7 @@ pub struct IssuerInfo {
 pub struct Issuer {
     signer: rcgen::Issuer<'static, KeyPair>,
     chain: Vec<Vec<u8>>,
+    anchors: Vec<Vec<u8>>,
     info: IssuerInfo,
 }
 
@@ -153,43 +154,17 @@ impl Issuer {
     /// issuer's PKCS#8 private key. Every certificate must be valid now, each must be signed
     /// by the next, the last by an anchor, the issuer must be a CA and the key its own.
     pub fn from_pem(anchors_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, IssuerError> {
-        let anchors = certs("the trust anchors", anchors_pem)?;
-        let chain = certs("the issuer certificate", cert_pem)?;
         let key = KeyPair::from_pem(key_pem).map_err(|e| IssuerError::Key(e.to_string()))?;
-
-        let parsed_anchors = anchors
-            .iter()
-            .map(|a| parse("a trust anchor", a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let parsed_chain = chain
-            .iter()
-            .map(|c| parse("the issuer certificate", c))
-            .collect::<Result<Vec<_>, _>>()?;
-        let issuer = &parsed_chain[0];
-        if !issuer.is_ca() {
-            return Err(IssuerError::NotCa);
-        }
+        let (anchors, chain, info) = check_chain(anchors_pem, cert_pem)?;
+        let (_, issuer) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
+            IssuerError::Certificate {
+                what: "the issuer certificate",
+                reason: e.to_string(),
+            }
+        })?;
         if issuer.tbs_certificate.subject_pki.raw != key.subject_public_key_info().as_slice() {
             return Err(IssuerError::KeyMismatch);
         }
-        for pair in parsed_chain.windows(2) {
-            pair[0]
-                .verify_signature(Some(pair[1].public_key()))
-                .map_err(|_| IssuerError::Unchained)?;
-        }
-        let top = &parsed_chain[parsed_chain.len() - 1];
-        let anchor = parsed_anchors
-            .iter()
-            .find(|a| {
-                a.subject() == top.issuer() && top.verify_signature(Some(a.public_key())).is_ok()
-            })
-            .ok_or(IssuerError::Unchained)?;
-
-        let info = IssuerInfo {
-            subject: issuer.subject().to_string(),
-            not_after: system_time(issuer.validity().not_after),
-            anchor_not_after: system_time(anchor.validity().not_after),
-        };
         let signer = rcgen::Issuer::from_ca_cert_der(&chain[0], key).map_err(|e| {
             IssuerError::Certificate {
                 what: "the issuer certificate",
@@ -199,6 +174,7 @@ impl Issuer {
         Ok(Self {
             signer,
             chain: chain.into_iter().map(|c| c.to_vec()).collect(),
+            anchors: anchors.into_iter().map(|c| c.to_vec()).collect(),
             info,
         })
     }
@@ -206,6 +182,16 @@ impl Issuer {
     /// What the issuer is and when it expires.
     pub fn info(&self) -> &IssuerInfo {
         &self.info
+    }
+
+    /// The issuer certificate and any intermediates, DER, leaf-most first.
+    pub fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The trust anchors it was loaded with, DER.
+    pub fn anchors(&self) -> &[Vec<u8>] {
+        &self.anchors
     }
 
     /// Signs `csr` (DER) for `name` if it asks for exactly that name. The leaf carries `name`
@@ -287,4 +273,53 @@ fn serial() -> Result<SerialNumber, CsrError> {
         .map_err(|_| CsrError::Sign("no randomness for a serial number".into()))?;
     bytes[0] &= 0x7f;
     Ok(SerialNumber::from_slice(&bytes))
+}
+
+type Certs = Vec<CertificateDer<'static>>;
+
+/// Checks an issuer chain without its key (what `conduit check` can see from outside): every
+/// certificate valid now, the first a CA, each signed by the next, the last by an anchor.
+pub fn check_chain(
+    anchors_pem: &str,
+    cert_pem: &str,
+) -> Result<(Certs, Certs, IssuerInfo), IssuerError> {
+    let anchors = certs("the trust anchors", anchors_pem)?;
+    let chain = certs("the issuer certificate", cert_pem)?;
+    let parsed_anchors = anchors
+        .iter()
+        .map(|a| parse("a trust anchor", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parsed_chain = chain
+        .iter()
+        .map(|c| parse("the issuer certificate", c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let issuer = &parsed_chain[0];
+    if !issuer.is_ca() {
+        return Err(IssuerError::NotCa);
+    }
+    for pair in parsed_chain.windows(2) {
+        pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .map_err(|_| IssuerError::Unchained)?;
+    }
+    let top = &parsed_chain[parsed_chain.len() - 1];
+    let anchor = parsed_anchors
+        .iter()
+        .find(|a| a.subject() == top.issuer() && top.verify_signature(Some(a.public_key())).is_ok())
+        .ok_or(IssuerError::Unchained)?;
+    let info = IssuerInfo {
+        subject: issuer.subject().to_string(),
+        not_after: system_time(issuer.validity().not_after),
+        anchor_not_after: system_time(anchor.validity().not_after),
+    };
+    Ok((anchors, chain, info))
+}
+
+/// DER certificates as one PEM text.
+pub fn to_pem(certs: &[Vec<u8>]) -> String {
+    let blocks: Vec<pem::Pem> = certs
+        .iter()
+        .map(|der| pem::Pem::new("CERTIFICATE", der.clone()))
+        .collect();
+    pem::encode_many(&blocks)
 }

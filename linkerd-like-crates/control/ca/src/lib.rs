@@ -28,7 +28,9 @@ mod service;
 mod source;
 mod token;
 
-pub use self::issuer::{Certified, CsrError, Issuer, IssuerError, IssuerInfo, CLOCK_SKEW};
+pub use self::issuer::{
+    check_chain, to_pem, Certified, CsrError, Issuer, IssuerError, IssuerInfo, CLOCK_SKEW,
+};
 pub use self::service::IdentityService;
 pub use self::source::{IssuerFiles, SourceError};
 pub use self::token::{LocalTokens, TokenError, TokenVerifier};

@@ -319,6 +319,21 @@ impl Index {
         keys
     }
 
+    /// Every endpoint with an identity (a meshed pod's inbound proxy), once each, sorted by
+    /// address: what `conduit check` and `conduit identity` look at.
+    pub fn meshed_endpoints(&self) -> Vec<(std::net::SocketAddr, Endpoint)> {
+        let inner = self.lock();
+        let all: BTreeMap<std::net::SocketAddr, Endpoint> = inner
+            .services
+            .values()
+            .flat_map(|s| s.sets.values())
+            .flat_map(|set| set.iter())
+            .filter(|(_, e)| e.identity.is_some())
+            .map(|(addr, e)| (*addr, e.clone()))
+            .collect();
+        all.into_iter().collect()
+    }
+
     /// Sizes, for metrics.
     pub fn stats(&self) -> IndexStats {
         let inner = self.lock();
