@@ -81,6 +81,12 @@ impl Endpoint {
     }
 }
 
+/// Marks a response whose request had to open a connection first: its latency includes the
+/// connect (and any TLS handshake), which a latency-aware balancer should not hold against
+/// the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewConnection;
+
 /// Mutual TLS to `identity` at `addr` failed.
 #[derive(Debug, thiserror::Error)]
 #[error("mTLS to {identity} at {addr} failed: {source}")]
@@ -312,12 +318,16 @@ impl Client {
         if h2 {
             // Connecting is boxed so that the per-request future stays small: it is
             // moved and allocated on every request, a connection is made rarely.
-            let mut sender = match self.pool.h2_open() {
-                Some(sender) => sender,
-                None => Box::pin(self.pool.connect_h2()).await?,
+            let (mut sender, fresh) = match self.pool.h2_open() {
+                Some(sender) => (sender, false),
+                None => (Box::pin(self.pool.connect_h2()).await?, true),
             };
             sender.ready().await?;
-            Ok(sender.send_request(req).await?)
+            let mut rsp = sender.send_request(req).await?;
+            if fresh {
+                rsp.extensions_mut().insert(NewConnection);
+            }
+            Ok(rsp)
         } else {
             // Inline rather than an `async fn` of its own, which would hold a second copy
             // of the request in its state: this future is moved on every request.
@@ -355,6 +365,8 @@ impl Client {
         let mut sender = self.pool.connect_h1().await?;
         let sent = sender.send_request(req);
         slot.keep(sender, &self.pool);
-        Ok(sent.await?)
+        let mut rsp = sent.await?;
+        rsp.extensions_mut().insert(NewConnection);
+        Ok(rsp)
     }
 }

@@ -16,6 +16,8 @@
 //! proxy gets its certificate from the controller, and every call between the services is
 //! mutual TLS (the table's `MTLS` column is the share of each service's inbound requests that
 //! arrived over it; the ingress traffic into `web` is plaintext, as from outside the mesh).
+//! Policy lets only `web` call `books` and `authors`: the demo shows a plaintext request
+//! straight to a books proxy being refused with 403.
 
 use crate::http::{client_via, get, HttpClient};
 use crate::stats::{parse, Golden};
@@ -289,7 +291,48 @@ fn registry() -> String {
             );
         }
     }
+    // books and authors answer only web, over mTLS; web takes the ingress traffic, and ports
+    // without a Server keep the default (all-unauthenticated).
+    text.push_str("servers:\n");
+    for svc in [BOOKS, AUTHORS] {
+        let _ = write!(
+            text,
+            "  - name: {0}-http\n    namespace: demo\n    spec: {{podSelector: {{workload: {0}}}, port: {1}, proxyProtocol: HTTP/1}}\n",
+            svc.name, svc.port
+        );
+    }
+    text.push_str("authorizationPolicies:\n");
+    for svc in [BOOKS, AUTHORS] {
+        let _ = write!(
+            text,
+            "  - name: {0}-from-web\n    namespace: demo\n    spec: {{server: {0}-http, identities: [{1}]}}\n",
+            svc.name,
+            WEB.identity()
+        );
+    }
     text
+}
+
+/// A plaintext request straight to books' inbound proxy, as an unmeshed client would send:
+/// the policy refuses it. Returns the status and reason shown.
+async fn refused_sample() -> Option<(http::StatusCode, String)> {
+    let pod = BOOKS.pods().next()?;
+    let inbound = pod.proxy_port(4143);
+    let client = client_via(inbound);
+    let req = http::Request::get(format!("http://{}/", BOOKS.authority()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .ok()?;
+    let rsp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let reason = rsp
+        .headers()
+        .get("conduit-proxy-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    Some((rsp.status(), reason))
 }
 
 /// The demo's mesh identity: a fresh trust anchor and issuer (in `dir/identity`, as the
@@ -386,6 +429,10 @@ async fn start_proxy(
         ),
         ("CONDUIT_PROXY_DESTINATION_CONTEXT", "ns:demo".to_string()),
         ("CONDUIT_PROXY_IDENTITY_LOCAL_NAME", pod.service.identity()),
+        (
+            "CONDUIT_PROXY_POLICY_WORKLOAD",
+            format!("demo:{}", pod.name),
+        ),
         (
             "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS",
             ids.anchors_pem.clone(),
@@ -532,6 +579,16 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
     }
     let _ = writeln!(
         out,
+        "  policy: books and authors accept only web's identity, over mTLS (servers books-http, authors-http)"
+    );
+    if let Some((status, reason)) = refused_sample().await {
+        let _ = writeln!(
+            out,
+            "  a plaintext request straight to books-0's proxy: {status} {reason}"
+        );
+    }
+    let _ = writeln!(
+        out,
         "Sending {} requests/s to web; Ctrl-C to stop.\n",
         opts.rps
     );
@@ -638,6 +695,12 @@ mod tests {
             Some("books.demo.serviceaccount.identity.conduit.cluster.local")
         );
         assert_eq!(state.services.len(), 3);
+        let policy = conduit_control_policy::file::parse(&text, "demo").unwrap();
+        assert_eq!(policy.servers.len(), 2);
+        assert_eq!(policy.authorizations.len(), 2);
+        assert!(policy
+            .pods
+            .contains_key(&("demo".to_string(), "books-1".to_string())));
     }
 
     #[test]

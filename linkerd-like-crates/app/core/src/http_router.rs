@@ -5,7 +5,7 @@ use crate::Config;
 use conduit_addr::Addr;
 use conduit_balance::Picked;
 use conduit_error::Error;
-use conduit_http::client::{Client, Endpoint, NewClient, Slot};
+use conduit_http::client::{Client, Endpoint, NewClient, NewConnection, Slot};
 use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
 use conduit_metrics::{RouteLabel, ServerIdLabel};
 use conduit_stack::{NewCache, NewService};
@@ -313,7 +313,14 @@ impl Shared {
             self.response_timeout,
         )
         .await;
-        picked.observe();
+        // A response that waited for a new connection says little about the endpoint's
+        // latency: a handshake would make a fresh endpoint look slow for a decay period.
+        let fresh = rsp
+            .as_ref()
+            .is_ok_and(|r| r.extensions().get::<NewConnection>().is_some());
+        if !fresh {
+            picked.observe();
+        }
         let mut rsp = rsp?;
         if let Some(id) = server_id {
             rsp.extensions_mut()
