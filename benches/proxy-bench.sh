@@ -18,5 +18,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
-cargo build --release -p conduit-proxy -p conduit-controller
+cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls
 exec python3 benches/proxy_bench.py "$PWD/target/release/conduit-proxy" "$@"

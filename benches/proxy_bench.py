@@ -37,6 +37,12 @@ UP_H1_MORE, UP_H2_MORE = (18082, 18083), (18084, 18085)
 # The balanced run's service: the controller knows it by this "cluster IP", and the proxy's
 # outbound listeners sit there, so explicit-mode requests name it with no extra header.
 SERVICE_IP, SERVICE_H1, SERVICE_H2 = "127.0.0.2", 19150, 19151
+# The meshed pair: a client-side proxy (outbound, on this "cluster IP") and a server-side
+# proxy (inbound, forwarding to the upstream), mTLS and HTTP/2 between them.
+MESH_IP, MESH_H1, MESH_H2 = "127.0.0.3", 19160, 19161
+MESH_IN_H1, MESH_IN_H2 = 19163, 19164
+SERVER_ID = "server.bench.serviceaccount.identity.conduit.cluster.local"
+CLIENT_ID = "client.bench.serviceaccount.identity.conduit.cluster.local"
 BODY = "x" * 1024
 WRK_LUA = """
 done = function(summary, latency, requests)
@@ -60,6 +66,21 @@ def pinned(core, cmd):
 def addr(port):
     """`host:port` for a port on 127.0.0.1, or an address given whole."""
     return f"127.0.0.1:{port}" if isinstance(port, int) else port
+
+
+def wait_ready(admin, timeout=20):
+    """Waits for a proxy's /ready (with an identity: its first certificate)."""
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{admin}/ready", timeout=1) as rsp:
+                if rsp.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{admin} never became ready")
 
 
 def wait_port(port, timeout=10):
@@ -304,10 +325,24 @@ backend up_h2
             for port, ups in ((SERVICE_H1, (UP_H1,) + UP_H1_MORE), (SERVICE_H2, (UP_H2,) + UP_H2_MORE)):
                 f.write(f"      - port: {port}\n        endpoints:\n")
                 f.writelines(f"          - address: 127.0.0.1:{u}\n" for u in ups)
-        controller_bin = os.path.join(os.path.dirname(conduit), "conduit-controller")
+            f.write(f"  - name: mesh\n    namespace: bench\n    clusterIPs: [{MESH_IP}]\n    ports:\n")
+            for port, inbound in ((MESH_H1, MESH_IN_H1), (MESH_H2, MESH_IN_H2)):
+                f.write(f"      - port: {port}\n        endpoints:\n"
+                        f"          - address: 127.0.0.1:{inbound}\n            identity: {SERVER_ID}\n")
+        bin_dir = os.path.dirname(conduit)
+        identity_dir = os.path.join(tmp, "identity")
+        run([os.path.join(bin_dir, "conduit"), "issuer", identity_dir])
+        tokens = {}
+        for sa in ("client", "server"):
+            tokens[sa] = os.path.join(tmp, f"token-{sa}")
+            with open(tokens[sa], "w") as f:
+                f.write(run([os.path.join(bin_dir, "conduit"), "token", "--key",
+                             os.path.join(identity_dir, "token.key"), f"bench/{sa}"]).stdout.strip())
+        controller_bin = os.path.join(bin_dir, "conduit-controller")
         controller = subprocess.Popen(pinned(LOAD_CORE, [
             controller_bin, "--discovery", f"file:{registry}", "--destination-addr", "127.0.0.1:18086",
-            "--admin-addr", "127.0.0.1:18990", "--log", "warn"]),
+            "--admin-addr", "127.0.0.1:18990", "--log", "warn", "--identity-dir", identity_dir,
+            "--identity-tokens", f"local:{os.path.join(identity_dir, 'token.key')}"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(18086)
         balanced_env = lambda port, inbound, admin: dict(
@@ -320,6 +355,26 @@ backend up_h2
             Instance([conduit], [f"{SERVICE_IP}:{SERVICE_H1}"], balanced_env(SERVICE_H1, 19153, 19193)),
             Instance([conduit], [f"{SERVICE_IP}:{SERVICE_H2}"], balanced_env(SERVICE_H2, 19154, 19194)),
         ]))
+        anchors = open(os.path.join(identity_dir, "ca.crt")).read()
+        meshed_env = lambda sa, admin, **vars: dict(
+            env, CONDUIT_PROXY_ADMIN_LISTEN_ADDR=f"127.0.0.1:{admin}",
+            CONDUIT_PROXY_DESTINATION_SVC_ADDR="127.0.0.1:18086",
+            CONDUIT_PROXY_IDENTITY_LOCAL_NAME=f"{sa}.bench.serviceaccount.identity.conduit.cluster.local",
+            CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=anchors,
+            CONDUIT_PROXY_IDENTITY_TOKEN_FILE=tokens[sa], **vars)
+        pair = []
+        for out_port, in_port, up, admin in ((MESH_H1, MESH_IN_H1, UP_H1, 19195), (MESH_H2, MESH_IN_H2, UP_H2, 19197)):
+            pair.append(Instance([conduit], [f"127.0.0.1:{in_port}"], meshed_env(
+                "server", admin, CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{in_port}",
+                CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR=f"127.0.0.1:{in_port + 20}",
+                CONDUIT_PROXY_INBOUND_FORWARD_ADDR=f"127.0.0.1:{up}")))
+            pair.append(Instance([conduit], [f"{MESH_IP}:{out_port}"], meshed_env(
+                "client", admin + 1, CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR=f"{MESH_IP}:{out_port}",
+                CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{out_port + 10}")))
+        for admin in (19195, 19196, 19197, 19198):
+            wait_ready(f"127.0.0.1:{admin}")
+        subjects.append(Subject("conduit meshed pair (mTLS)",
+                                {"h1": f"{MESH_IP}:{MESH_H1}", "h2": f"{MESH_IP}:{MESH_H2}"}, pair))
         subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281},
                                 [Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])]))
         subjects.append(Subject("nginx", {"h1": 19380, "h2": 19381},
@@ -340,6 +395,14 @@ backend up_h2
                           file=sys.stderr, flush=True)
                     time.sleep(0.5)
         peak = {sub.name: sub.peak() for sub in subjects}
+        # New mutual-TLS handshakes per second against the server-side proxy (a client
+        # certificate each time, ALPN h2), from the load core.
+        handshakes = []
+        for conc in (1, 4):
+            out = run(pinned(LOAD_CORE, [os.path.join(bin_dir, "conduit-bench-tls"),
+                                         f"127.0.0.1:{MESH_IN_H1}", identity_dir, SERVER_ID,
+                                         str(DURATION), str(conc)])).stdout
+            handshakes.append(next(l for l in out.splitlines() if l.startswith("BENCH ")))
     finally:
         for sub in subjects:
             sub.stop()
@@ -378,6 +441,11 @@ backend up_h2
                          f" | {res['rps'] / d['rps']:.2f}")
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['p999']} | {errors} | {extra} |")
+    print()
+    print("The meshed pair is two conduit-proxy processes on the proxy core, so its CPU and RSS")
+    print("are the pair's sums. mTLS handshakes against the server-side proxy:")
+    for line in handshakes:
+        print("  " + line[len("BENCH "):])
 
 
 if __name__ == "__main__":

@@ -64,6 +64,28 @@ enum Command {
         )]
         controller_admin: String,
     },
+    /// Writes a new trust anchor, issuer and local token key for the identity service.
+    Issuer {
+        /// Where to write `ca.crt`, `tls.crt`, `tls.key` and `token.key`.
+        dir: std::path::PathBuf,
+        /// The trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// The controller's namespace.
+        #[arg(long, default_value = "conduit")]
+        controller_namespace: String,
+        /// Days the anchor and issuer are valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
+    /// Prints a local identity token for `<namespace>/<service-account>`.
+    Token {
+        /// `<namespace>/<service-account>`.
+        workload: String,
+        /// The token key the controller uses (`--identity-tokens local:KEY-FILE`).
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
     /// Looks at what the controller knows.
     Diagnostics {
         #[command(subcommand)]
@@ -165,6 +187,38 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Issuer {
+            dir,
+            trust_domain,
+            controller_namespace,
+            days,
+        } => {
+            let domain = conduit_identity::Domain {
+                control_namespace: controller_namespace,
+                trust_domain,
+            };
+            let valid = Duration::from_secs(days.max(1) * 86_400);
+            match conduit_app_cli::issuer::generate_into(&dir, &domain, valid) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("conduit issuer: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token { workload, key } => match conduit_app_cli::issuer::token(&key, &workload) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("conduit token: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo {
             duration,
             interval,

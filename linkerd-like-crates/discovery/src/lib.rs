@@ -81,13 +81,17 @@ impl Discovery {
             .connect_timeout(Duration::from_secs(1))
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
-        Ok(Self {
+        Ok(Self::from_channel(endpoint.connect_lazy(), context_token))
+    }
+
+    /// A client over `channel` (one with a connector of the caller's: TLS, say).
+    pub fn from_channel(channel: Channel, context_token: impl Into<String>) -> Self {
+        Self {
             client: DestinationClient::new(channel.clone()),
             policies: InboundPoliciesClient::new(channel),
             context_token: context_token.into(),
             backoff: Backoff::default(),
-        })
+        }
     }
 
     /// Uses `backoff` between reconnection attempts.

@@ -4,6 +4,7 @@
 //!   between them, and a live table of their golden metrics.
 //! - [`check`]: is the mesh healthy: trust anchors, issuer, controller, every meshed proxy.
 //! - [`identity`]: the certificate a workload's proxy is serving.
+//! - [`issuer`]: a trust anchor, an issuer and local tokens, for running without a cluster.
 //! - [`diagnostics`]: what the controller says about a name.
 //! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
 //!   proxy's Prometheus text.
@@ -15,4 +16,5 @@ pub mod demo;
 pub mod diagnostics;
 mod http;
 pub mod identity;
+pub mod issuer;
 pub mod stats;

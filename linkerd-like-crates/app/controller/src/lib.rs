@@ -11,12 +11,15 @@
 //!
 //! The identity service is on when `--identity-dir` names the issuer's files; tokens are
 //! checked by TokenReview (`--identity-tokens kubernetes`, the default with Kubernetes
-//! discovery) or with a local key (`local:KEY-FILE`).
+//! discovery) or with a local key (`local:KEY-FILE`). With identity on, the gRPC port also
+//! speaks TLS as the controller's own identity ([`tls`]), so proxies' tokens and CSRs never
+//! cross in clear; clients that do not open with TLS are served in plaintext.
 
 #![forbid(unsafe_code)]
 
 mod args;
 mod metrics;
+pub mod tls;
 
 pub use self::args::{Args, Discovery, Tokens};
 
@@ -29,7 +32,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// How often the issuer's files are re-read.
 const ISSUER_RELOAD: Duration = Duration::from_millis(500);
@@ -64,7 +66,14 @@ pub struct Bound {
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
     log_level: Arc<dyn LogLevel>,
-    identity: Option<(IdentityService, IssuerWatch)>,
+    identity: Option<Identity>,
+}
+
+/// The identity service, its issuer, and the controller's own TLS.
+struct Identity {
+    service: IdentityService,
+    issuer: IssuerWatch,
+    tls: conduit_tls::ServerTls,
 }
 
 type IssuerWatch = tokio::sync::watch::Receiver<Option<Arc<conduit_control_ca::Issuer>>>;
@@ -147,7 +156,7 @@ fn meshed_endpoints(index: &Index) -> String {
 async fn identity(
     args: &Args,
     kube: Option<&kube::Client>,
-) -> Result<Option<(IdentityService, IssuerWatch)>, StartError> {
+) -> Result<Option<Identity>, StartError> {
     let Some(dir) = &args.identity_dir else {
         return Ok(None);
     };
@@ -188,7 +197,15 @@ async fn identity(
         tokens,
         args.identity_lifetime,
     );
-    Ok(Some((service, issuer)))
+    let credentials = tls::certify_self(issuer.clone(), &args.domain(), args.identity_lifetime)
+        .map_err(|e| StartError::Identity(format!("the controller's own certificate: {e}")))?;
+    let tls = conduit_tls::ServerTls::new(credentials)
+        .map_err(|e| StartError::Identity(e.to_string()))?;
+    Ok(Some(Identity {
+        service,
+        issuer,
+        tls,
+    }))
 }
 
 impl Bound {
@@ -220,7 +237,7 @@ impl Bound {
             .with_readiness(synced.clone());
         let index = self.index.clone();
         admin = admin.with_page("/meshed-endpoints", move || meshed_endpoints(&index));
-        if let Some((_, issuer)) = &self.identity {
+        if let Some(Identity { issuer, .. }) = &self.identity {
             let (anchors, chain) = (issuer.clone(), issuer.clone());
             admin = admin
                 .with_page("/identity/trust-anchors.pem", move || {
@@ -257,11 +274,15 @@ impl Bound {
 
         let destination = DestinationService::new(self.index.clone()).into_server();
         let mut grpc_drain = watch.clone();
+        let (identity, tls) = match self.identity {
+            Some(id) => (Some(id.service.into_server()), Some(id.tls)),
+            None => (None, None),
+        };
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
             .add_service(PolicyService::new(self.policy.clone()).into_server())
-            .add_optional_service(self.identity.map(|(svc, _)| svc.into_server()))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc), async move {
+            .add_optional_service(identity)
+            .serve_with_incoming_shutdown(tls::incoming(self.grpc, tls), async move {
                 grpc_drain.signaled().await;
             });
         let grpc = tokio::spawn(grpc);

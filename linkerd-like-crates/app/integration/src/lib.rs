@@ -243,6 +243,27 @@ pub async fn get(addr: SocketAddr, path: &str) -> http::Response<Incoming> {
     bounded(client.send_request(req)).await.unwrap()
 }
 
+/// Reads a response head (through the blank line) from a raw stream.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let b = bounded(stream.read_u8()).await.unwrap();
+        head.push(b);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Once `req`'s connection is upgraded, echoes what arrives on it, closing after the peer does.
+pub fn echo_once_upgraded(req: &mut http::Request<Incoming>) {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let upgraded = TokioIo::new(on_upgrade.await.unwrap());
+        let (mut r, mut w) = tokio::io::split(upgraded);
+        tokio::io::copy(&mut r, &mut w).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+}
+
 /// Reads a whole body as text.
 pub async fn body_string(rsp: http::Response<Incoming>) -> String {
     let bytes = bounded(rsp.into_body().collect()).await.unwrap().to_bytes();

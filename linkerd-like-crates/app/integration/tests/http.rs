@@ -4,7 +4,6 @@
 use bytes::Bytes;
 use conduit_app_integration::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -192,15 +191,6 @@ async fn connect_and_echo(proxy: std::net::SocketAddr, target: &str, payload: &s
 }
 
 /// Reads a response head byte by byte, so nothing after it is consumed.
-async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let b = bounded(stream.read_u8()).await.unwrap();
-        head.push(b);
-    }
-    String::from_utf8(head).unwrap()
-}
-
 #[tokio::test]
 async fn upstream_connections_are_pooled_across_downstream_connections() {
     let (app, seen) = hello_server("pooled").await;
@@ -257,15 +247,4 @@ async fn connect_is_carried_through_to_an_upstream_that_tunnels() {
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
     let out = connect_and_echo(proxy.inbound, "db.internal:5432", "tunnelled bytes").await;
     assert_eq!(out, "tunnelled bytes");
-}
-
-/// Once `req`'s connection is upgraded, echoes what arrives on it, closing after the peer does.
-fn echo_once_upgraded(req: &mut http::Request<hyper::body::Incoming>) {
-    let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
-        let upgraded = TokioIo::new(on_upgrade.await.unwrap());
-        let (mut r, mut w) = tokio::io::split(upgraded);
-        tokio::io::copy(&mut r, &mut w).await.unwrap();
-        w.shutdown().await.unwrap();
-    });
 }

@@ -215,6 +215,47 @@ async fn meshed_traffic_is_mutual_tls_with_no_http_in_clear() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_crosses_the_mesh_as_http1_over_mutual_tls() {
+    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        echo_once_upgraded(&mut req);
+        http::Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::default())
+            .unwrap()
+    })
+    .await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = meshed_proxy(&ctl, "books", Some(app)).await;
+    let (tap, wire) = wiretap(books.inbound).await;
+    ctl.write_registry(&books_registry(tap, &identity_name("books")));
+    let web = meshed_proxy(&ctl, "web", None).await;
+
+    let mut stream = TcpStream::connect(web.outbound).await.unwrap();
+    let req = format!("GET http://{BOOKS}/ws HTTP/1.1\r\nHost: {BOOKS}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream.write_all(b"websocket frame").await.unwrap();
+    let mut buf = [0u8; 15];
+    bounded(tokio::io::AsyncReadExt::read_exact(&mut stream, &mut buf))
+        .await
+        .unwrap();
+    assert_eq!(&buf, b"websocket frame");
+    let wire = wire.lock().unwrap().clone();
+    assert_eq!(&wire[..2], &[0x16, 0x03]);
+    assert!(
+        !wire.windows(15).any(|w| w == b"websocket frame"),
+        "the frame crossed in clear"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_the_wrong_identity_is_refused() {
     let ctl = TestController::start_with_identity(
         &registry("books", 7001, &[]),
@@ -550,4 +591,47 @@ async fn a_refused_opaque_connection_is_closed_and_counted() {
         &["srv_name=\"books-http\"", "reason=\"no_identity\""],
     );
     assert_eq!(denied, Some(1.0), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_reaches_the_controller_over_tls_so_its_token_never_crosses_in_clear() {
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let (tap, wire) = wiretap(ctl.grpc).await;
+    let mut vars = ctl.meshed_vars("web");
+    for (k, v) in vars.iter_mut() {
+        if k == "CONDUIT_PROXY_DESTINATION_SVC_ADDR" {
+            *v = tap.to_string();
+        }
+    }
+    let token = std::fs::read_to_string(
+        &vars
+            .iter()
+            .find(|(k, _)| k == "CONDUIT_PROXY_IDENTITY_TOKEN_FILE")
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    let web = TestProxy::spawn(vars_config(&vars)).await;
+    until_ready(web.admin).await; // certified through the tap
+                                  // Discovery goes the same way.
+    let rsp = get_books(&web, "/").await;
+    assert_eq!(rsp.status(), 503, "books has no endpoints");
+
+    let wire = wire.lock().unwrap().clone();
+    assert_eq!(&wire[..2], &[0x16, 0x03], "TLS from the first byte");
+    for clear in [
+        token.trim().as_bytes(),
+        b"conduit.v1.",
+        b"books.demo.svc.cluster.local",
+        b"web.demo.serviceaccount",
+    ] {
+        assert!(
+            !wire.windows(clear.len()).any(|w| w == clear),
+            "{:?} crossed in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
 }

@@ -74,6 +74,8 @@ pub struct IdentityConfig {
     pub token_path: PathBuf,
     /// `host:port` of the controller's Identity API.
     pub svc_addr: String,
+    /// The identity the controller presents.
+    pub controller_name: Name,
 }
 
 /// Where the controller is, and who this proxy is to it.
@@ -88,6 +90,17 @@ pub struct DestinationConfig {
 /// Where Kubernetes mounts the projected service-account token (audience
 /// `identity.conduit.io`) that the injected proxy presents.
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/tokens/conduit-identity-token";
+
+/// The controller's identity in the mesh `name` belongs to:
+/// `conduit-controller.<control-ns>.serviceaccount.identity.<control-ns>.<trust-domain>`.
+fn default_controller_name(name: &Name) -> Option<Name> {
+    let (_, mesh) = name.as_str().split_once(".serviceaccount.identity.")?;
+    let (control_ns, _) = mesh.split_once('.')?;
+    Name::parse(&format!(
+        "conduit-controller.{control_ns}.serviceaccount.identity.{mesh}"
+    ))
+    .ok()
+}
 
 /// The private networks a cluster's pods and nodes usually live in.
 pub const DEFAULT_CLUSTER_NETWORKS: &str = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16";
@@ -283,7 +296,14 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
                     )
                 })?,
         };
+        let var = "CONDUIT_PROXY_CONTROLLER_NAME";
+        let expected = "the controller's identity, such as conduit-controller.conduit.serviceaccount.identity.conduit.cluster.local";
+        let controller_name = match (self.0)(var).filter(|v| !v.trim().is_empty()) {
+            Some(v) => Name::parse(v.trim()).map_err(|_| self.invalid(var, expected))?,
+            None => default_controller_name(&name).ok_or_else(|| self.invalid(var, expected))?,
+        };
         Ok(Some(IdentityConfig {
+            controller_name,
             name,
             trust_anchors,
             token_path: self
@@ -428,6 +448,15 @@ mod tests {
             ("localhost:8086", "ns:demo")
         );
         assert_eq!(c.side.queue.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_controller_name_defaults_to_the_meshs_controller() {
+        let name = Name::parse("web.demo.serviceaccount.identity.linkerd.example.org").unwrap();
+        assert_eq!(
+            default_controller_name(&name).unwrap().as_str(),
+            "conduit-controller.linkerd.serviceaccount.identity.linkerd.example.org"
+        );
     }
 
     #[test]

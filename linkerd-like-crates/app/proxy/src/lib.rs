@@ -37,6 +37,7 @@
 //! | `CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS` | required with an identity | PEM text of the mesh's trust anchors |
 //! | `CONDUIT_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/conduit-identity-token` | the token proving the identity, re-read at each renewal |
 //! | `CONDUIT_PROXY_IDENTITY_SVC_ADDR` | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | the controller's Identity API (`host:port`) |
+//! | `CONDUIT_PROXY_CONTROLLER_NAME` | `conduit-controller.<control-ns>.serviceaccount.identity.<control-ns>.<trust-domain>` of the proxy's own mesh | the identity the controller must present: with an identity, every controller API is reached over TLS |
 //! | `CONDUIT_PROXY_POLICY_WORKLOAD` | unset | `<namespace>:<pod>`: follow this pod's inbound policies from the controller |
 //! | `CONDUIT_PROXY_DEFAULT_INBOUND_POLICY` | `all-unauthenticated` | what ports no Server describes allow (and every port until the controller answers): `all-unauthenticated`, `all-authenticated`, `cluster-unauthenticated`, `cluster-authenticated`, `deny` |
 //! | `CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS` | `10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16` | the cluster's networks, for the `cluster-*` defaults |
@@ -63,6 +64,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod controller;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
 pub use self::config::{Config, ConfigError, DestinationConfig, IdentityConfig, PolicyConfig};
@@ -208,9 +210,17 @@ impl Bound {
         let (signal, watch) = drain::channel();
         let admin_shutdown = Arc::new(tokio::sync::Notify::new());
         let side = self.config.side.clone();
+        // With an identity, every API of the controller is reached over TLS to its identity.
+        let controller_tls = match (&self.identity, &self.config.identity) {
+            (Some((_, tls)), Some(id)) => Some((tls.client.clone(), id.controller_name.clone())),
+            _ => None,
+        };
         let discovery = match &self.config.destination {
-            Some(d) => match conduit_discovery::Discovery::new(&d.addr, d.context.clone()) {
-                Ok(discovery) => Some(discovery),
+            Some(d) => match controller::channel(&d.addr, controller_tls.clone()) {
+                Ok(channel) => Some(conduit_discovery::Discovery::from_channel(
+                    channel,
+                    d.context.clone(),
+                )),
                 Err(error) => {
                     // Validated at start-up; a failure here is a bug, not a configuration.
                     tracing::error!(%error, "running without the controller");
@@ -246,8 +256,9 @@ impl Bound {
                 ready,
                 self.metrics.cert_expiry.clone(),
             ));
-            match identity_client(&id.svc_addr) {
-                Ok(client) => {
+            match controller::channel(&id.svc_addr, controller_tls) {
+                Ok(channel) => {
+                    let client = IdentityClient::new(channel);
                     let certify = conduit_identity::certify::Config {
                         token_path: id.token_path.clone(),
                         backoff: conduit_stack::Backoff::default(),
@@ -309,16 +320,6 @@ impl Bound {
             self.metrics.authz.clone(),
         ))
     }
-}
-
-/// The Identity API client for `addr` (`host:port`), connecting lazily.
-fn identity_client(
-    addr: &str,
-) -> Result<IdentityClient<tonic::transport::Channel>, tonic::transport::Error> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .connect_lazy();
-    Ok(IdentityClient::new(channel))
 }
 
 /// Marks the proxy ready at its first certificate, and keeps the expiry metric current.

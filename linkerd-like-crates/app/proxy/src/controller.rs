@@ -1,0 +1,67 @@
+//! Connections to the controller: one connector for the Destination, Policy and Identity
+//! APIs. With an identity, the proxy speaks TLS to the controller and checks that it is the
+//! controller (its identity, chained to the trust anchors), so the token and CSR it sends
+//! never cross in clear; its own certificate goes along once it has one.
+
+use conduit_tls::{ClientTls, Name};
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::{Channel, Endpoint};
+
+/// A connection's stream, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// Connects to the controller at `addr` (`host:port`), with TLS for `tls`'s name if given.
+#[derive(Clone, Debug)]
+pub struct Connector {
+    addr: String,
+    tls: Option<(ClientTls, Name)>,
+}
+
+impl tower_service::Service<http::Uri> for Connector {
+    type Response = TokioIo<Box<dyn Io>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let addr = tokio::net::lookup_host(&this.addr)
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other(format!("{} has no address", this.addr)))?;
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let io: Box<dyn Io> = match &this.tls {
+                Some((tls, name)) => Box::new(tls.connect(name, true, tcp).await?),
+                None => Box::new(tcp),
+            };
+            Ok(TokioIo::new(io))
+        })
+    }
+}
+
+/// A channel to the controller at `addr`, connecting lazily and again whenever needed.
+pub fn channel(
+    addr: &str,
+    tls: Option<(ClientTls, Name)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let connector = Connector {
+        addr: addr.to_string(),
+        tls,
+    };
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect_with_connector_lazy(connector))
+}
