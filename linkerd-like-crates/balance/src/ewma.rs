@@ -95,11 +95,19 @@ pub struct InFlight {
 impl InFlight {
     /// Records the time from the start to now as a latency sample.
     pub fn observe(&mut self) {
+        self.observe_excluding(Duration::ZERO);
+    }
+
+    /// Records the request's latency less `setup` (time spent connecting); only the first
+    /// observation counts.
+    pub fn observe_excluding(&mut self, setup: Duration) {
         if !self.observed {
             self.observed = true;
             let now = Instant::now();
-            self.ewma
-                .observe(now.saturating_duration_since(self.start), now);
+            let rtt = now
+                .saturating_duration_since(self.start)
+                .saturating_sub(setup);
+            self.ewma.observe(rtt, now);
         }
     }
 }

@@ -130,7 +130,13 @@ impl<K, E> Picked<K, E> {
 
     /// Records the latency of the response.
     pub fn observe(&mut self) {
-        self.in_flight.observe();
+        self.in_flight.observe_excluding(std::time::Duration::ZERO);
+    }
+
+    /// Records the latency of the response, less `setup` (time spent opening a connection,
+    /// which says nothing of how fast the endpoint answers).
+    pub fn observe_excluding(&mut self, setup: std::time::Duration) {
+        self.in_flight.observe_excluding(setup);
     }
 }
 

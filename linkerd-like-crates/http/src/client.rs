@@ -81,11 +81,11 @@ impl Endpoint {
     }
 }
 
-/// Marks a response whose request had to open a connection first: its latency includes the
-/// connect (and any TLS handshake), which a latency-aware balancer should not hold against
-/// the endpoint.
+/// Marks a response whose request had to open a connection first, with the time that took
+/// (connect, any TLS and HTTP/2 handshake): a latency-aware balancer should not hold it
+/// against the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NewConnection;
+pub struct NewConnection(pub Duration);
 
 /// Mutual TLS to `identity` at `addr` failed.
 #[derive(Debug, thiserror::Error)]
@@ -318,14 +318,18 @@ impl Client {
         if h2 {
             // Connecting is boxed so that the per-request future stays small: it is
             // moved and allocated on every request, a connection is made rarely.
-            let (mut sender, fresh) = match self.pool.h2_open() {
-                Some(sender) => (sender, false),
-                None => (Box::pin(self.pool.connect_h2()).await?, true),
+            let (mut sender, setup) = match self.pool.h2_open() {
+                Some(sender) => (sender, None),
+                None => {
+                    let start = Instant::now();
+                    let sender = Box::pin(self.pool.connect_h2()).await?;
+                    (sender, Some(start.elapsed()))
+                }
             };
             sender.ready().await?;
             let mut rsp = sender.send_request(req).await?;
-            if fresh {
-                rsp.extensions_mut().insert(NewConnection);
+            if let Some(setup) = setup {
+                rsp.extensions_mut().insert(NewConnection(setup));
             }
             Ok(rsp)
         } else {
@@ -362,11 +366,13 @@ impl Client {
         slot: &Slot,
         req: http::Request<Incoming>,
     ) -> Result<http::Response<Incoming>, Error> {
+        let start = Instant::now();
         let mut sender = self.pool.connect_h1().await?;
+        let setup = start.elapsed();
         let sent = sender.send_request(req);
         slot.keep(sender, &self.pool);
         let mut rsp = sent.await?;
-        rsp.extensions_mut().insert(NewConnection);
+        rsp.extensions_mut().insert(NewConnection(setup));
         Ok(rsp)
     }
 }

@@ -313,14 +313,14 @@ impl Shared {
             self.response_timeout,
         )
         .await;
-        // A response that waited for a new connection says little about the endpoint's
-        // latency: a handshake would make a fresh endpoint look slow for a decay period.
-        let fresh = rsp
+        // Time spent opening a connection says nothing of the endpoint's latency: counted, a
+        // TLS handshake would make a fresh endpoint look slow for a whole decay period.
+        let setup = rsp
             .as_ref()
-            .is_ok_and(|r| r.extensions().get::<NewConnection>().is_some());
-        if !fresh {
-            picked.observe();
-        }
+            .ok()
+            .and_then(|r| r.extensions().get::<NewConnection>())
+            .map_or(Duration::ZERO, |c| c.0);
+        picked.observe_excluding(setup);
         let mut rsp = rsp?;
         if let Some(id) = server_id {
             rsp.extensions_mut()

@@ -61,6 +61,9 @@ pub struct PolicyConfig {
     pub default: DefaultPolicy,
     /// The cluster's networks, for the cluster-* defaults.
     pub cluster_networks: Vec<IpNet>,
+    /// The workload's ports, whose policies are fetched at start rather than at their first
+    /// connection.
+    pub inbound_ports: Vec<u16>,
 }
 
 /// Who the proxy is, what it trusts, and where it gets its certificate.
@@ -124,7 +127,7 @@ impl Config {
                 timeout: env.duration("CONDUIT_PROXY_DETECT_TIMEOUT", "10s")?,
                 max_bytes: env.parse("CONDUIT_PROXY_DETECT_MAX_BYTES", "8192", "a byte count")?,
             },
-            opaque_ports: Arc::new(env.ports("CONDUIT_PROXY_OPAQUE_PORTS")?),
+            opaque_ports: Arc::new(env.ports("CONDUIT_PROXY_OPAQUE_PORTS", DEFAULT_OPAQUE_PORTS)?),
             server: conduit_http::server::ServerConfig {
                 header_read_timeout: env
                     .duration("CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT", "10s")?,
@@ -352,10 +355,19 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             .map_err(|_| {
                 self.invalid(var, "comma-separated networks, such as 10.0.0.0/8,fd00::/8")
             })?;
+        let mut inbound_ports: Vec<u16> = if (self.0)("CONDUIT_PROXY_INBOUND_PORTS").is_some() {
+            self.ports("CONDUIT_PROXY_INBOUND_PORTS", "")?
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        inbound_ports.sort_unstable();
         Ok(PolicyConfig {
             workload,
             default,
             cluster_networks,
+            inbound_ports,
         })
     }
 
@@ -371,9 +383,9 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     }
 
     /// A comma-separated list of ports and inclusive ranges (`25,3306,8000-8010`).
-    fn ports(&self, var: &'static str) -> Result<HashSet<u16>, ConfigError> {
+    fn ports(&self, var: &'static str, default: &str) -> Result<HashSet<u16>, ConfigError> {
         let expected = "comma-separated ports or ranges, such as 25,3306,8000-8010";
-        let value = self.get_or(var, DEFAULT_OPAQUE_PORTS);
+        let value = self.get_or(var, default);
         let mut ports = HashSet::new();
         for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (lo, hi) = match item.split_once('-') {
@@ -470,6 +482,23 @@ mod tests {
         let err = config(&[name, ("CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", "not pem")]).unwrap_err();
         assert_eq!(err.var, "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS");
         assert!(err.to_string().contains("PEM"), "{err}");
+        let anchors = ca_pem();
+        let err = config(&[
+            name,
+            ("CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", &anchors),
+            ("CONDUIT_PROXY_DESTINATION_SVC_ADDR", "controller:8086"),
+            ("CONDUIT_PROXY_CONTROLLER_NAME", "Controller"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "CONDUIT_PROXY_CONTROLLER_NAME");
+    }
+
+    /// A self-signed CA certificate, as trust anchors.
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
     }
 
     #[test]
@@ -493,6 +522,7 @@ mod tests {
             ("CONDUIT_PROXY_POLICY_WORKLOAD", "demo:books-0"),
             ("CONDUIT_PROXY_DEFAULT_INBOUND_POLICY", "allow"),
             ("CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS", "10.0.0.0/8,lan"),
+            ("CONDUIT_PROXY_INBOUND_PORTS", "http"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

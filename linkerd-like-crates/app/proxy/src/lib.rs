@@ -39,6 +39,7 @@
 //! | `CONDUIT_PROXY_IDENTITY_SVC_ADDR` | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | the controller's Identity API (`host:port`) |
 //! | `CONDUIT_PROXY_CONTROLLER_NAME` | `conduit-controller.<control-ns>.serviceaccount.identity.<control-ns>.<trust-domain>` of the proxy's own mesh | the identity the controller must present: with an identity, every controller API is reached over TLS |
 //! | `CONDUIT_PROXY_POLICY_WORKLOAD` | unset | `<namespace>:<pod>`: follow this pod's inbound policies from the controller |
+//! | `CONDUIT_PROXY_INBOUND_PORTS` | unset | the workload's ports (`7001,9090-9091`), whose policies are fetched at start |
 //! | `CONDUIT_PROXY_DEFAULT_INBOUND_POLICY` | `all-unauthenticated` | what ports no Server describes allow (and every port until the controller answers): `all-unauthenticated`, `all-authenticated`, `cluster-unauthenticated`, `cluster-authenticated`, `deny` |
 //! | `CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS` | `10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16` | the cluster's networks, for the `cluster-*` defaults |
 //!
@@ -314,11 +315,17 @@ impl Bound {
         if source.is_none() && policy.default == DefaultPolicy::AllUnauthenticated {
             return None;
         }
-        Some(PortPolicies::new(
+        let policies = PortPolicies::new(
             source,
             policy.default.policy(&policy.cluster_networks),
             self.metrics.authz.clone(),
-        ))
+        );
+        // The workload's known ports are followed from the start, so their first connections
+        // need not wait for the controller.
+        for port in &policy.inbound_ports {
+            policies.port(*port);
+        }
+        Some(policies)
     }
 }
 
