@@ -128,63 +128,66 @@ impl Connection {
                 return;
             }
         };
-        let labels = |tls| TcpLabels {
+        match accepted {
+            Accept::Plain(io, tls) => {
+                let conn = (client, tls, None, false);
+                self.serve_accepted(io, conn, opaque, dst, &pending, drain)
+                    .await
+            }
+            Accept::Terminated(io, tls, identity) => {
+                let conn = (client, tls, identity, true);
+                self.serve_accepted(io, conn, false, dst, &pending, drain)
+                    .await
+            }
+        }
+    }
+
+    /// Serves a connection once its TLS is settled: counts it under its TLS labels, waits
+    /// for its port's policy, detects its protocol (unless `opaque` by configuration or by
+    /// policy) and serves it. `meshed` when it is mTLS from another proxy.
+    async fn serve_accepted<I>(
+        &self,
+        io: I,
+        (client, tls, identity, meshed): (SocketAddr, TlsLabel, Option<Name>, bool),
+        opaque: bool,
+        dst: Destination,
+        pending: &PendingTcp,
+        drain: drain::Watch,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let labels = TcpLabels {
             direction: self.direction,
             peer: Peer::Src,
             target_addr: dst.target_addr,
-            tls,
+            tls: tls.clone(),
         };
-        let authz = async |identity| {
-            let authz = self
-                .policies
-                .as_ref()
-                .map(|p| Authz::new(p, client, identity, dst.target_addr));
-            if let Some(a) = &authz {
-                a.ready(self.config.detect.timeout).await;
-            }
-            authz
-        };
-        // The port's policy may say it is opaque: then there is nothing to detect either.
-        let opaque_by_policy = |authz: &Option<Authz>| {
-            authz
-                .as_ref()
-                .is_some_and(|a| a.policy().protocol == Protocol::Opaque)
-        };
-        match accepted {
-            Accept::Plain(io, tls) => {
-                pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
-                let authz = authz(None).await;
-                // Opaque ports skip detection: server-speaks-first protocols must not wait.
-                let detected = if opaque || opaque_by_policy(&authz) {
-                    Ok((None, PrefixedIo::new(Bytes::new(), io)))
-                } else {
-                    conduit_detect::detect_io(io, self.config.detect).await
-                };
-                let conn = Conn {
-                    client,
-                    tls,
-                    meshed: false,
-                    authz,
-                };
-                self.serve_detected(detected, conn, dst, drain).await
-            }
-            Accept::Terminated(io, tls, identity) => {
-                pending.attach(self.metrics.tcp.open(&labels(tls.clone())));
-                let authz = authz(identity).await;
-                let detected = if opaque_by_policy(&authz) {
-                    Ok((None, PrefixedIo::new(Bytes::new(), io)))
-                } else {
-                    conduit_detect::detect_io(io, self.config.detect).await
-                };
-                let conn = Conn {
-                    client,
-                    tls,
-                    meshed: true,
-                    authz,
-                };
-                self.serve_detected(detected, conn, dst, drain).await
-            }
+        pending.attach(self.metrics.tcp.open(&labels));
+        let authz = self
+            .policies
+            .as_ref()
+            .map(|p| Authz::new(p, client, identity, dst.target_addr));
+        if let Some(a) = &authz {
+            a.ready(self.config.detect.timeout).await;
         }
+        // The port's policy may say it is opaque: then there is nothing to detect either.
+        let opaque = opaque
+            || authz
+                .as_ref()
+                .is_some_and(|a| a.policy().protocol == Protocol::Opaque);
+        // Opaque ports skip detection: server-speaks-first protocols must not wait.
+        let detected = if opaque {
+            Ok((None, PrefixedIo::new(Bytes::new(), io)))
+        } else {
+            conduit_detect::detect_io(io, self.config.detect).await
+        };
+        let conn = Conn {
+            client,
+            tls,
+            meshed,
+            authz,
+        };
+        self.serve_detected(detected, conn, dst, drain).await
     }
 
     /// Inbound with an identity: reads the first bytes for a ClientHello. TLS for our own
