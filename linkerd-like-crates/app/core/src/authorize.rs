@@ -82,6 +82,8 @@ pub struct PortPolicy {
 struct PortState {
     resolved: Option<Resolved<Option<Arc<InboundServer>>>>,
     current: Arc<ServerPolicy>,
+    /// The controller did not answer within a wait: later connections do not wait again.
+    gave_up: bool,
 }
 
 impl PortPolicy {
@@ -97,18 +99,20 @@ impl PortPolicy {
             state: Arc::new(Mutex::new(PortState {
                 resolved,
                 current: policy,
+                gave_up: false,
             })),
         }
     }
 
     /// Waits, at most `timeout`, for the controller's first answer about this port, so that
     /// a port's first connections are not judged by the default. After the timeout the
-    /// default applies until the answer comes.
+    /// default applies until the answer comes, and no later connection waits: an unreachable
+    /// controller costs one wait per port, not one per connection.
     pub async fn ready(&self, timeout: std::time::Duration) {
         let waiting = {
             let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             match &state.resolved {
-                Some(r) if r.current().is_none() => Some(r.clone()),
+                Some(r) if !state.gave_up && r.current().is_none() => Some(r.clone()),
                 _ => None,
             }
         };
@@ -121,6 +125,10 @@ impl PortPolicy {
                     ?timeout,
                     "no policy from the controller yet; using the default"
                 );
+                self.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .gave_up = true;
             }
         }
     }
@@ -129,7 +137,9 @@ impl PortPolicy {
     /// next connection or request.
     pub fn current(&self) -> Arc<ServerPolicy> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let PortState { resolved, current } = &mut *state;
+        let PortState {
+            resolved, current, ..
+        } = &mut *state;
         if let Some(resolved) = resolved {
             if resolved.has_changed() {
                 if let Some(wire) = resolved.update() {
@@ -208,5 +218,31 @@ impl Authz {
             self.metrics
                 .tcp_denied(&denied.server, self.target_addr, denied.reason.as_str());
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_policy::DefaultPolicy;
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_controller_costs_one_wait_then_the_default_and_its_answer_applies() {
+        let (tx, rx) = watch::channel(None);
+        let deny = Arc::new(DefaultPolicy::Deny.policy(&[]));
+        let port = PortPolicy::new(Some(Resolved::from_receiver(rx)), deny);
+        let started = tokio::time::Instant::now();
+        port.ready(Duration::from_secs(1)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(port.current().name.as_ref(), "default:deny");
+        let again = tokio::time::Instant::now();
+        port.ready(Duration::from_secs(1)).await;
+        assert_eq!(again.elapsed(), Duration::ZERO, "no second wait");
+
+        let open = DefaultPolicy::AllUnauthenticated.to_api(&[]);
+        tx.send(Some(Arc::new(open))).unwrap();
+        assert_eq!(port.current().name.as_ref(), "default:all-unauthenticated");
     }
 }
