@@ -442,8 +442,8 @@ backend up_h2
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['p999']} | {errors} | {extra} |")
     print()
-    print("The meshed pair is two conduit-proxy processes on the proxy core, so its CPU and RSS")
-    print("are the pair's sums. mTLS handshakes against the server-side proxy:")
+    print("The meshed pair is two conduit-proxy processes per protocol on the proxy core: its CPU")
+    print("is their sum, its RSS the largest one's. mTLS handshakes against the server-side proxy:")
     for line in handshakes:
         print("  " + line[len("BENCH "):])
 
