@@ -243,14 +243,21 @@ impl Pool {
             addr: self.endpoint.addr,
             source: std::io::Error::other("this proxy has no identity"),
         })?;
-        let io = tls
-            .connect(identity, h2, tcp)
-            .await
-            .map_err(|source| TlsConnectError {
-                identity: identity.clone(),
-                addr: self.endpoint.addr,
-                source,
-            })?;
+        // The handshake is part of connecting, and bounded by the same timeout.
+        let handshake =
+            tokio::time::timeout(self.config.connect_timeout, tls.connect(identity, h2, tcp));
+        let io = match handshake.await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no TLS handshake within {:?}", self.config.connect_timeout),
+            )),
+        }
+        .map_err(|source| TlsConnectError {
+            identity: identity.clone(),
+            addr: self.endpoint.addr,
+            source,
+        })?;
         Ok(Box::new(io))
     }
 

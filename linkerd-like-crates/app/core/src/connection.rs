@@ -217,7 +217,10 @@ impl Connection {
             Some(ClientHello::Tls { server_name })
                 if server_name.as_deref() == Some(server.name().as_str()) =>
             {
-                let tls = server.accept(io).await?;
+                // Bounded like detection: a client that stalls mid-handshake is cut off.
+                let tls = tokio::time::timeout(self.config.detect.timeout, server.accept(io))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                 let identity = conduit_tls::peer_identity(tls.get_ref().1);
                 let client_id = identity.as_ref().map(|id| Arc::from(id.as_str()));
                 Ok(Accept::Terminated(

@@ -635,3 +635,38 @@ async fn the_proxy_reaches_the_controller_over_tls_so_its_token_never_crosses_in
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_finishes_the_handshake_is_given_up_on_in_time() {
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    // Accepts, reads the ClientHello, answers nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    ctl.write_registry(&books_registry(silent, &identity_name("books")));
+    let mut vars = ctl.meshed_vars("web");
+    vars.push(("CONDUIT_PROXY_CONNECT_TIMEOUT".into(), "300ms".into()));
+    let web = TestProxy::spawn(vars_config(&vars)).await;
+    until_ready(web.admin).await;
+    let started = std::time::Instant::now();
+    let rsp = get_books(&web, "/").await;
+    assert_eq!(rsp.status(), 502);
+    let reason = rsp.headers()["conduit-proxy-error"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("no TLS handshake within 300ms"), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
