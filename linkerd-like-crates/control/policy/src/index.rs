@@ -46,6 +46,10 @@ pub struct PolicyIndex {
 struct Inner {
     state: PolicyState,
     watches: HashMap<PortKey, watch::Sender<Arc<api::InboundServer>>>,
+    /// Watches kept at the last sweep of unwatched ports: the next sweep comes when the map
+    /// has doubled, so clients that come and go cannot grow it without bound, and sweeping
+    /// costs O(1) per new watch on average.
+    swept_at: usize,
 }
 
 impl PolicyIndex {
@@ -71,6 +75,10 @@ impl PolicyIndex {
         if let Some(tx) = inner.watches.get(&key) {
             return tx.subscribe();
         }
+        if inner.watches.len() >= 2 * inner.swept_at.max(64) {
+            inner.watches.retain(|_, tx| tx.receiver_count() > 0);
+            inner.swept_at = inner.watches.len();
+        }
         let policy = Arc::new(self.compute(&inner.state, &key));
         let (tx, rx) = watch::channel(policy);
         inner.watches.insert(key, tx);
@@ -87,7 +95,8 @@ impl PolicyIndex {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut inner.state);
         inner.watches.retain(|_, tx| tx.receiver_count() > 0);
-        let Inner { state, watches } = &*inner;
+        inner.swept_at = inner.watches.len();
+        let Inner { state, watches, .. } = &*inner;
         for (key, tx) in watches {
             let policy = self.compute(state, key);
             tx.send_if_modified(|current| {

@@ -153,3 +153,16 @@ async fn proxies_get_the_policy_then_each_change_over_grpc() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
+
+#[test]
+fn ports_no_one_watches_any_more_are_forgotten() {
+    let index = index();
+    for port in 1..=1000u16 {
+        drop(index.watch("demo", "books-0", port));
+    }
+    assert!(index.watched() <= 128, "{} watches kept", index.watched());
+    let kept = index.watch("demo", "books-0", 7001);
+    index.replace_all(file::parse(REGISTRY, "test.yaml").unwrap());
+    assert_eq!(index.watched(), 1);
+    drop(kept);
+}
