@@ -279,7 +279,10 @@ pub async fn watch(path: PathBuf, index: Arc<Index>) {
 
 /// [`watch`], with other sections of the file; call after [`load_with`].
 pub async fn watch_with(path: PathBuf, index: Arc<Index>, sections: Vec<Arc<dyn Section>>) {
-    let mut last = read(&path).await.ok();
+    // Starting from nothing, the first poll applies the file again: a change written between
+    // the start-up load and this task's first read is not mistaken for the loaded state.
+    // Applying an unchanged registry sends nothing to watchers.
+    let mut last: Option<String> = None;
     let mut interval = tokio::time::interval(POLL_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
