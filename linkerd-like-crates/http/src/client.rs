@@ -22,6 +22,7 @@
 
 use crate::Http;
 use conduit_error::Error;
+use conduit_io::Io;
 use conduit_stack::NewService;
 use conduit_tls::{ClientTls, Name};
 use hyper::body::Incoming;
@@ -30,13 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-
-/// A connection's stream, plain or TLS. Boxed: connections are made rarely, and one client
-/// type serves both.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// How clients connect and pool.
 #[derive(Clone, Debug)]

@@ -6,6 +6,8 @@
 //! - [`CountingIo`]: counts the bytes read and written through it into a [`Count`]er, for
 //!   the `tcp_read_bytes_total` / `tcp_write_bytes_total` metrics, at the cost of one atomic add
 //!   per read or write call (never per byte).
+//! - [`Io`]: any connection's byte stream (TCP, TLS, a replayed prefix), for the places that
+//!   box streams of several kinds behind one type.
 
 #![forbid(unsafe_code)]
 
@@ -14,3 +16,9 @@ mod prefixed;
 
 pub use self::count::{Count, CountingIo};
 pub use self::prefixed::PrefixedIo;
+
+/// A connection's byte stream, whatever it is made of: boxed as `Box<dyn Io>` where plain and
+/// TLS connections must share one type (they are made rarely; the box costs nothing per read).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Io for T {}

@@ -30,11 +30,8 @@ pub fn controller_name(domain: &Domain) -> Option<Name> {
         .ok()
 }
 
-trait Io: AsyncRead + AsyncWrite + Send {}
-impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
-
 /// One accepted connection, TLS or not.
-pub struct ControllerIo(Pin<Box<dyn Io>>);
+pub struct ControllerIo(Pin<Box<dyn conduit_io::Io>>);
 
 impl std::fmt::Debug for ControllerIo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -3,18 +3,14 @@
 //! controller (its identity, chained to the trust anchors), so the token and CSR it sends
 //! never cross in clear; its own certificate goes along once it has one.
 
+use conduit_io::Io;
 use conduit_tls::{ClientTls, Name};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::{Channel, Endpoint};
-
-/// A connection's stream, plain or TLS.
-pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 
 /// Connects to the controller at `addr` (`host:port`), with TLS for `tls`'s name if given.
 #[derive(Clone, Debug)]
