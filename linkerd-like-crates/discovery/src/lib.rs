@@ -72,16 +72,10 @@ impl Discovery {
         addr: &str,
         context_token: impl Into<String>,
     ) -> Result<Self, InvalidControllerAddr> {
-        let invalid = |reason: String| InvalidControllerAddr {
-            addr: addr.to_string(),
-            reason,
-        };
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| invalid(e.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
-        Ok(Self::from_channel(endpoint.connect_lazy(), context_token))
+        Ok(Self::from_channel(
+            controller_endpoint(addr)?.connect_lazy(),
+            context_token,
+        ))
     }
 
     /// A client over `channel` (one with a connector of the caller's: TLS, say).
@@ -143,6 +137,19 @@ impl Discovery {
         let task = tokio::spawn(follow::run(follower, tx, self.backoff.clone()));
         Resolved::new(rx, task)
     }
+}
+
+/// How every client of the controller connects to `addr` (`host:port`): a short connect
+/// timeout, and HTTP/2 keep-alives so a silently dead controller is noticed.
+pub fn controller_endpoint(addr: &str) -> Result<Endpoint, InvalidControllerAddr> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| InvalidControllerAddr {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(1))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5)))
 }
 
 /// The latest state of a followed stream. Clones share the stream; it stops once all are

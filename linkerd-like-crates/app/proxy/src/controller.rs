@@ -9,8 +9,7 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Connects to the controller at `addr` (`host:port`), with TLS for `tls`'s name if given.
 #[derive(Clone, Debug)]
@@ -50,14 +49,10 @@ impl tower_service::Service<http::Uri> for Connector {
 pub fn channel(
     addr: &str,
     tls: Option<(ClientTls, Name)>,
-) -> Result<Channel, tonic::transport::Error> {
+) -> Result<Channel, conduit_discovery::InvalidControllerAddr> {
     let connector = Connector {
         addr: addr.to_string(),
         tls,
     };
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_with_connector_lazy(connector))
+    Ok(conduit_discovery::controller_endpoint(addr)?.connect_with_connector_lazy(connector))
 }
