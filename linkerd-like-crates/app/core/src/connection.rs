@@ -190,6 +190,15 @@ impl Connection {
         self.serve_detected(detected, conn, dst, drain).await
     }
 
+    /// The TLS label of a plaintext connection: `no_identity` when this side could do mTLS,
+    /// `disabled` when it has no identity.
+    fn plain(&self) -> TlsLabel {
+        match self.tls {
+            Some(_) => TlsLabel::NoIdentity,
+            None => TlsLabel::Disabled,
+        }
+    }
+
     /// Inbound with an identity: reads the first bytes for a ClientHello. TLS for our own
     /// name is terminated; TLS for another name, and anything else, is served as it is.
     async fn accept_tls<I>(&self, io: I, opaque: bool) -> std::io::Result<Accept<I>>
@@ -198,16 +207,10 @@ impl Connection {
     {
         let server = match &self.tls {
             Some(tls) if self.direction == Direction::Inbound && !opaque => &tls.server,
-            Some(_) => {
+            _ => {
                 return Ok(Accept::Plain(
                     PrefixedIo::new(Bytes::new(), io),
-                    TlsLabel::NoIdentity,
-                ))
-            }
-            None => {
-                return Ok(Accept::Plain(
-                    PrefixedIo::new(Bytes::new(), io),
-                    TlsLabel::Disabled,
+                    self.plain(),
                 ))
             }
         };
@@ -229,7 +232,7 @@ impl Connection {
                     identity,
                 ))
             }
-            _ => Ok(Accept::Plain(io, TlsLabel::NoIdentity)),
+            _ => Ok(Accept::Plain(io, self.plain())),
         }
     }
 
@@ -311,11 +314,7 @@ impl Connection {
             direction: self.direction,
             peer: Peer::Dst,
             target_addr: addr,
-            tls: if self.tls.is_some() {
-                TlsLabel::NoIdentity
-            } else {
-                TlsLabel::Disabled
-            },
+            tls: self.plain(),
         };
         let upstream = CountingIo::new(upstream, self.metrics.tcp.open(&labels));
         conduit_http::forward::splice(io, upstream).await;
