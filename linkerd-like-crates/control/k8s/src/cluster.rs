@@ -11,6 +11,7 @@
 //! terminates every old pod at once keeps answering until the new ones are ready.
 
 use crate::crd::ServiceProfile;
+use crate::objects::{key_of, Changed, Objects};
 use conduit_control_destination::model::{self, Endpoint, Port, ProtocolHint, ServiceKey};
 use conduit_control_destination::Index;
 use conduit_identity::{Domain, Workload};
@@ -191,22 +192,6 @@ pub fn service_model(
     Some(model::Service { cluster_ips, ports })
 }
 
-/// One watcher's objects, with relists applied atomically.
-#[derive(Debug)]
-struct Objects<T> {
-    live: HashMap<(String, String), T>,
-    relisting: Option<HashMap<(String, String), T>>,
-}
-
-impl<T> Default for Objects<T> {
-    fn default() -> Self {
-        Self {
-            live: HashMap::new(),
-            relisting: None,
-        }
-    }
-}
-
 /// A watch event, reduced to what [`Cluster`] needs.
 #[derive(Debug)]
 pub enum Event<T> {
@@ -248,54 +233,6 @@ impl<T> From<kube::runtime::watcher::Event<T>> for Event<T> {
     }
 }
 
-fn key_of(meta: &kube::api::ObjectMeta) -> (String, String) {
-    (
-        meta.namespace.clone().unwrap_or_else(|| "default".into()),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
-impl<T> Objects<T> {
-    /// Applies an event; returns the keys whose object changed (all on a relist's end).
-    fn apply(&mut self, event: Event<T>, meta: impl Fn(&T) -> &kube::api::ObjectMeta) -> Changed {
-        match event {
-            Event::Apply(t) => {
-                let k = key_of(meta(&t));
-                self.live.insert(k.clone(), t);
-                Changed::One(k)
-            }
-            Event::Delete(t) => {
-                let k = key_of(meta(&t));
-                self.live.remove(&k);
-                Changed::One(k)
-            }
-            Event::Init => {
-                self.relisting = Some(HashMap::new());
-                Changed::None
-            }
-            Event::InitApply(t) => {
-                let k = key_of(meta(&t));
-                self.relisting.get_or_insert_with(HashMap::new).insert(k, t);
-                Changed::None
-            }
-            Event::InitDone => {
-                if let Some(relisted) = self.relisting.take() {
-                    self.live = relisted;
-                }
-                Changed::All
-            }
-        }
-    }
-}
-
-/// Which objects an event changed.
-#[derive(Debug, PartialEq, Eq)]
-enum Changed {
-    None,
-    One((String, String)),
-    All,
-}
-
 /// Everything the watchers reported, and the index it keeps up to date.
 #[derive(Debug)]
 pub struct Cluster {
@@ -327,7 +264,7 @@ impl Cluster {
 
     /// A Service event.
     pub fn service(&mut self, event: Event<Service>) {
-        match self.services.apply(event, |s| &s.metadata) {
+        match self.services.apply(event, |s| (key_of(&s.metadata), s)) {
             Changed::None => {}
             Changed::One(key) => self.recompute(&ServiceKey::new(key.0, key.1)),
             Changed::All => self.recompute_all(),
@@ -340,7 +277,7 @@ impl Cluster {
             Event::Apply(s) | Event::Delete(s) => service_of_slice(s),
             _ => None,
         };
-        match self.slices.apply(event, |s| &s.metadata) {
+        match self.slices.apply(event, |s| (key_of(&s.metadata), s)) {
             Changed::None => {}
             Changed::One(_) => {
                 if let Some(key) = service {
@@ -353,7 +290,7 @@ impl Cluster {
 
     /// A Pod event.
     pub fn pod(&mut self, event: Event<Pod>) {
-        match self.pods.apply(event, |p| &p.metadata) {
+        match self.pods.apply(event, |p| (key_of(&p.metadata), p)) {
             Changed::None => {}
             Changed::One(key) => {
                 let info = self
@@ -399,7 +336,7 @@ impl Cluster {
 
     /// A ServiceProfile event.
     pub fn profile(&mut self, event: Event<ServiceProfile>) {
-        match self.profiles.apply(event, |p| &p.metadata) {
+        match self.profiles.apply(event, |p| (key_of(&p.metadata), p)) {
             Changed::None => {}
             Changed::One(key) => self.apply_profile(&key),
             Changed::All => {

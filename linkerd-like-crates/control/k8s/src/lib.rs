@@ -20,6 +20,7 @@
 
 pub mod cluster;
 pub mod crd;
+mod objects;
 pub mod policy;
 mod token_review;
 mod watch;
