@@ -253,6 +253,22 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
     String::from_utf8(head).unwrap()
 }
 
+/// A server that accepts WebSocket upgrades (answering 101) and echoes what arrives after.
+pub async fn websocket_echo_server() -> SocketAddr {
+    let (addr, _) = http_server(|mut req: http::Request<Incoming>| async move {
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        echo_once_upgraded(&mut req);
+        http::Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::default())
+            .unwrap()
+    })
+    .await;
+    addr
+}
+
 /// Once `req`'s connection is upgraded, echoes what arrives on it, closing after the peer does.
 pub fn echo_once_upgraded(req: &mut http::Request<Incoming>) {
     let on_upgrade = hyper::upgrade::on(req);

@@ -131,17 +131,7 @@ async fn http2_multiplexes_many_streams_on_one_upstream_connection() {
 
 #[tokio::test]
 async fn websocket_upgrade_is_carried_through() {
-    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
-        assert_eq!(req.headers()["upgrade"], "websocket");
-        echo_once_upgraded(&mut req);
-        http::Response::builder()
-            .status(101)
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .body(Full::default())
-            .unwrap()
-    })
-    .await;
+    let app = websocket_echo_server().await;
     let fwd = app.to_string();
     let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.inbound).await.unwrap();

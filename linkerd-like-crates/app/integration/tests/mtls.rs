@@ -216,17 +216,7 @@ async fn meshed_traffic_is_mutual_tls_with_no_http_in_clear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_crosses_the_mesh_as_http1_over_mutual_tls() {
-    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
-        assert_eq!(req.headers()["upgrade"], "websocket");
-        echo_once_upgraded(&mut req);
-        http::Response::builder()
-            .status(101)
-            .header("connection", "upgrade")
-            .header("upgrade", "websocket")
-            .body(Full::default())
-            .unwrap()
-    })
-    .await;
+    let app = websocket_echo_server().await;
     let ctl = TestController::start_with_identity(
         &registry("books", 7001, &[]),
         Duration::from_secs(3600),
