@@ -422,9 +422,8 @@ impl TestController {
             .clone()
     }
 
-    /// The proxy variables of a meshed workload running as service account `sa` in
-    /// namespace `demo`: this controller for discovery and identity, its token, its name.
-    pub fn meshed_vars(&self, sa: &str) -> Vec<(String, String)> {
+    /// A file holding a token for service account `sa` in namespace `demo`.
+    pub fn token_file(&self, sa: &str) -> std::path::PathBuf {
         let id = self.identity.as_ref().expect("identity is on");
         let workload = conduit_identity::Workload {
             service_account: sa.into(),
@@ -432,6 +431,13 @@ impl TestController {
         };
         let token = self.dir.join(format!("token-{sa}"));
         std::fs::write(&token, id.tokens.issue(&workload)).unwrap();
+        token
+    }
+
+    /// The proxy variables of a meshed workload running as service account `sa` in
+    /// namespace `demo`: this controller for discovery and identity, its token, its name.
+    pub fn meshed_vars(&self, sa: &str) -> Vec<(String, String)> {
+        let token = self.token_file(sa);
         vec![
             (
                 "CONDUIT_PROXY_DESTINATION_SVC_ADDR".into(),
@@ -457,17 +463,12 @@ impl TestController {
         let anchors = conduit_identity::TrustAnchors::from_pem(&self.trust_anchors()).unwrap();
         let name = conduit_identity::Name::parse(&identity_name(sa)).unwrap();
         let creds = conduit_identity::Credentials::generate(name, anchors).unwrap();
-        let vars = self.meshed_vars(sa);
-        let token = &vars
-            .iter()
-            .find(|(k, _)| k == "CONDUIT_PROXY_IDENTITY_TOKEN_FILE")
-            .unwrap()
-            .1;
+        let token = self.token_file(sa);
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc))
             .unwrap()
             .connect_lazy();
         let config = conduit_identity::certify::Config {
-            token_path: token.into(),
+            token_path: token,
             backoff: conduit_stack::Backoff::default(),
         };
         let mut client = conduit_api::identity::identity_client::IdentityClient::new(channel);
