@@ -155,14 +155,8 @@ impl Issuer {
     /// by the next, the last by an anchor, the issuer must be a CA and the key its own.
     pub fn from_pem(anchors_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, IssuerError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| IssuerError::Key(e.to_string()))?;
-        let (anchors, chain, info) = check_chain(anchors_pem, cert_pem)?;
-        let (_, issuer) = x509_parser::parse_x509_certificate(&chain[0]).map_err(|e| {
-            IssuerError::Certificate {
-                what: "the issuer certificate",
-                reason: e.to_string(),
-            }
-        })?;
-        if issuer.tbs_certificate.subject_pki.raw != key.subject_public_key_info().as_slice() {
+        let (anchors, chain, info, spki) = check_chain_spki(anchors_pem, cert_pem)?;
+        if spki != key.subject_public_key_info() {
             return Err(IssuerError::KeyMismatch);
         }
         let signer = rcgen::Issuer::from_ca_cert_der(&chain[0], key).map_err(|e| {
@@ -283,6 +277,14 @@ pub fn check_chain(
     anchors_pem: &str,
     cert_pem: &str,
 ) -> Result<(Certs, Certs, IssuerInfo), IssuerError> {
+    check_chain_spki(anchors_pem, cert_pem).map(|(anchors, chain, info, _)| (anchors, chain, info))
+}
+
+/// [`check_chain`], with the issuer's public key (SubjectPublicKeyInfo, DER) for the key check.
+fn check_chain_spki(
+    anchors_pem: &str,
+    cert_pem: &str,
+) -> Result<(Certs, Certs, IssuerInfo, Vec<u8>), IssuerError> {
     let anchors = certs("the trust anchors", anchors_pem)?;
     let chain = certs("the issuer certificate", cert_pem)?;
     let parsed_anchors = anchors
@@ -312,7 +314,8 @@ pub fn check_chain(
         not_after: system_time(issuer.validity().not_after),
         anchor_not_after: system_time(anchor.validity().not_after),
     };
-    Ok((anchors, chain, info))
+    let spki = issuer.tbs_certificate.subject_pki.raw.to_vec();
+    Ok((anchors, chain, info, spki))
 }
 
 /// DER certificates as one PEM text.
