@@ -54,9 +54,37 @@ pub const HYPER_LIMIT_FACTOR: usize = 4;
 
 /// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
 /// `drain` is signaled, until in-flight requests finish.
+///
+/// Each protocol's connection lives in its own heap allocation, sized for that protocol: a
+/// future holding both would carry HTTP/2's connection state on every HTTP/1 connection, and
+/// the caller's task would be as large as the larger of the two.
 pub async fn serve<I, S, B>(
     io: PrefixedIo<I>,
     http: Http,
+    svc: S,
+    config: &ServerConfig,
+    drain: drain::Watch,
+) -> Result<(), Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Error>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Error>,
+{
+    match http {
+        Http::Http1 => Box::pin(serve_h1(io, svc, config, drain)).await,
+        Http::H2 => Box::pin(serve_h2(io, svc, config, drain)).await,
+    }
+}
+
+async fn serve_h1<I, S, B>(
+    io: PrefixedIo<I>,
     svc: S,
     config: &ServerConfig,
     mut drain: drain::Watch,
@@ -73,65 +101,79 @@ where
     B::Data: Send,
     B::Error: Into<Error>,
 {
-    match http {
-        Http::Http1 => {
-            let Some(io) = preflight(io, config).await? else {
-                return Ok(());
-            };
-            // The idle timer below stands in for hyper's header-read timeout (see `idle`).
-            let activity = Activity::new();
-            let svc = TowerToHyperService::new(Tracked::new(svc, activity.clone()));
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(None)
-                .max_buf_size((HYPER_LIMIT_FACTOR * config.max_header_bytes).max(8192))
-                .max_headers(HYPER_LIMIT_FACTOR * MAX_HEADERS);
-            let conn = builder
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let timeout = config.header_read_timeout;
-            let idle = tokio::time::sleep(timeout);
-            tokio::pin!(idle);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    res = conn.as_mut() => return res.map_err(Into::into),
-                    _ = drain.signaled(), if !draining => {
-                        conn.as_mut().graceful_shutdown();
-                        draining = true;
+    let Some(io) = preflight(io, config).await? else {
+        return Ok(());
+    };
+    // The idle timer below stands in for hyper's header-read timeout (see `idle`).
+    let activity = Activity::new();
+    let svc = TowerToHyperService::new(Tracked::new(svc, activity.clone()));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size((HYPER_LIMIT_FACTOR * config.max_header_bytes).max(8192))
+        .max_headers(HYPER_LIMIT_FACTOR * MAX_HEADERS);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let timeout = config.header_read_timeout;
+    let idle = tokio::time::sleep(timeout);
+    tokio::pin!(idle);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            res = conn.as_mut() => return res.map_err(Into::into),
+            _ = drain.signaled(), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            () = idle.as_mut() => {
+                let now = tokio::time::Instant::now();
+                match activity.idle_deadline(timeout) {
+                    Some(deadline) if deadline <= now => {
+                        tracing::debug!(?timeout, "closing an idle HTTP/1 connection");
+                        return Ok(());
                     }
-                    () = idle.as_mut() => {
-                        let now = tokio::time::Instant::now();
-                        match activity.idle_deadline(timeout) {
-                            Some(deadline) if deadline <= now => {
-                                tracing::debug!(?timeout, "closing an idle HTTP/1 connection");
-                                return Ok(());
-                            }
-                            Some(deadline) => idle.as_mut().reset(deadline),
-                            None => idle.as_mut().reset(now + timeout),
-                        }
-                    }
+                    Some(deadline) => idle.as_mut().reset(deadline),
+                    None => idle.as_mut().reset(now + timeout),
                 }
             }
         }
-        Http::H2 => {
-            let svc = TowerToHyperService::new(svc);
-            let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            builder
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-            let conn = builder.serve_connection(TokioIo::new(io), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => return res.map_err(Into::into),
-                _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
-            }
-            conn.await.map_err(Into::into)
-        }
     }
+}
+
+async fn serve_h2<I, S, B>(
+    io: PrefixedIo<I>,
+    svc: S,
+    config: &ServerConfig,
+    mut drain: drain::Watch,
+) -> Result<(), Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Error>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Error>,
+{
+    let svc = TowerToHyperService::new(svc);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return res.map_err(Into::into),
+        _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
+    }
+    conn.await.map_err(Into::into)
 }
 
 /// Checks a parsed request against the head limits: at most `max_bytes` for the request line

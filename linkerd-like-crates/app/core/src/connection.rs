@@ -221,7 +221,10 @@ impl Connection {
                 if server_name.as_deref() == Some(server.name().as_str()) =>
             {
                 // Bounded like detection: a client that stalls mid-handshake is cut off.
-                let tls = tokio::time::timeout(self.config.detect.timeout, server.accept(io))
+                // Boxed: the handshake's state would otherwise enlarge every connection's
+                // task, plaintext ones included.
+                let handshake = tokio::time::timeout(self.config.detect.timeout, server.accept(io));
+                let tls = Box::pin(handshake)
                     .await
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                 let identity = conduit_tls::peer_identity(tls.get_ref().1);
@@ -288,7 +291,9 @@ impl Connection {
                         tracing::info!(%client, %denied, "closing: refused by policy");
                         return;
                     }
-                    self.forward_tcp(io, addr).await
+                    // Boxed, like the HTTP server: each connection's task holds only
+                    // the protocol it turned out to be.
+                    Box::pin(self.forward_tcp(io, addr)).await
                 }
                 None => tracing::info!(
                     %client,

@@ -12,6 +12,7 @@ use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics,
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 /// The inbound proxy.
 #[derive(Clone, Debug)]
@@ -63,8 +64,11 @@ impl Inbound {
     /// Serves `listener` until `drain` is signaled.
     pub async fn serve(self, listener: Listener, drain: drain::Watch) {
         let max = self.conn.config().max_connections;
+        // Shared, not cloned, per connection: a clone would copy the whole configuration
+        // into every connection's task.
+        let this = Arc::new(self);
         conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
-            let this = self.clone();
+            let this = this.clone();
             async move {
                 match this.destination(&accepted) {
                     Some(dst) => this.conn.serve(accepted, dst, drain).await,

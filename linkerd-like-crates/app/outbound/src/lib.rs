@@ -82,8 +82,11 @@ impl Outbound {
     /// Serves `listener` until `drain` is signaled.
     pub async fn serve(self, listener: Listener, drain: drain::Watch) {
         let max = self.conn.config().max_connections;
+        // Shared, not cloned, per connection: a clone would copy the whole configuration
+        // into every connection's task.
+        let this = Arc::new(self);
         conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
-            let this = self.clone();
+            let this = this.clone();
             async move {
                 let dst = this.destination(&accepted);
                 this.conn.serve(accepted, dst, drain).await
