@@ -231,24 +231,52 @@ impl RouteInfo {
     }
 
     /// Runs `handle` under the route's timeout and labels its response, error or not.
-    async fn apply(
-        self,
-        grpc: bool,
-        handle: impl Future<Output = Result<http::Response<ProxyBody>, Error>>,
-    ) -> Result<http::Response<ProxyBody>, Error> {
-        let result = match self.timeout {
-            Some(t) => match tokio::time::timeout(t, handle).await {
-                Ok(result) => result,
-                Err(_) => Err(ResponseTimeout(t).into()),
+    fn apply<F>(self, grpc: bool, handle: F) -> Routed<F> {
+        Routed {
+            handle,
+            deadline: self.timeout.map(tokio::time::sleep),
+            timeout: self.timeout.unwrap_or_default(),
+            name: self.name,
+            grpc,
+        }
+    }
+}
+
+/// A request's future under its route. A named future rather than an `async fn`: that would
+/// hold `handle` twice, as its argument and as the future it awaits, and double the size of
+/// every balanced request's allocation.
+#[pin_project::pin_project]
+struct Routed<F> {
+    #[pin]
+    handle: F,
+    #[pin]
+    deadline: Option<tokio::time::Sleep>,
+    timeout: Duration,
+    name: Option<Arc<str>>,
+    grpc: bool,
+}
+
+impl<F> Future for Routed<F>
+where
+    F: Future<Output = Result<http::Response<ProxyBody>, Error>>,
+{
+    type Output = Result<http::Response<ProxyBody>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.handle.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
+                Some(Poll::Ready(())) => Err(ResponseTimeout(*this.timeout).into()),
+                _ => return Poll::Pending,
             },
-            None => handle.await,
         };
-        let Some(name) = self.name else {
-            return result;
+        let Some(name) = this.name.take() else {
+            return Poll::Ready(result);
         };
-        let mut rsp = result.unwrap_or_else(|e| errors::response(&e, grpc));
+        let mut rsp = result.unwrap_or_else(|e| errors::response(&e, *this.grpc));
         rsp.extensions_mut().insert(RouteLabel(name));
-        Ok(rsp)
+        Poll::Ready(Ok(rsp))
     }
 }
 
