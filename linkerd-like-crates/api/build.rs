@@ -2,7 +2,12 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let files = ["destination.proto", "identity.proto", "policy.proto"];
+    let files = [
+        "destination.proto",
+        "identity.proto",
+        "policy.proto",
+        "tap.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={proto_dir}/{file}");
     }

@@ -6,6 +6,8 @@
 //!   semantics are documented in `proto/destination.proto`.
 //! - [`identity`]: certificates for workload identities (`Certify`).
 //! - [`policy`]: inbound authorization per port (`WatchPort`).
+//! - [`tap`]: live requests from a proxy (`Tap.Observe`) and merged by the controller
+//!   (`TapByResource.Watch`).
 //!
 //! Besides the generated types, [`addr`] converts between the wire's addresses and std's.
 
@@ -44,4 +46,15 @@ pub mod identity {
 )]
 pub mod policy {
     tonic::include_proto!("conduit.policy");
+}
+
+/// The Tap API (`proto/tap.proto`).
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
+pub mod tap {
+    tonic::include_proto!("conduit.tap");
 }
