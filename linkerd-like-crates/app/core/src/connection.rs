@@ -1,12 +1,14 @@
 use crate::authorize::{Authz, PortPolicies};
 use crate::{Config, HttpRouter, Route};
 use bytes::Bytes;
+use conduit_api::tap::tap_event::Direction as TapDirection;
 use conduit_http::client::{Endpoint, NewClient};
 use conduit_identity::Name;
 use conduit_io::{CountingIo, PrefixedIo};
 use conduit_metrics::{Direction, HttpTarget, Peer, PendingTcp, ProxyMetrics, TcpLabels, TlsLabel};
 use conduit_policy::Protocol;
 use conduit_stack::{drain, NewCache};
+use conduit_tap::{Labels, Peers, TapLayer, Taps};
 use conduit_tls::{ClientHello, ClientTls, ServerTls};
 use conduit_transport::{Accepted, ConnectionLimit, Listener};
 use std::future::Future;
@@ -45,6 +47,9 @@ pub struct Connection {
     clients: NewCache<Endpoint, NewClient>,
     tls: Option<Tls>,
     policies: Option<PortPolicies>,
+    taps: Taps,
+    /// This workload's labels, for tap events and filters.
+    labels: Option<Arc<Labels>>,
 }
 
 /// What is known of an accepted connection once TLS is handled.
@@ -91,7 +96,16 @@ impl Connection {
             clients,
             tls,
             policies: None,
+            taps: Taps::new(),
+            labels: None,
         }
+    }
+
+    /// Lets `taps` see every HTTP request; `labels` are this workload's.
+    pub fn with_taps(mut self, taps: Taps, labels: Option<Arc<Labels>>) -> Self {
+        self.taps = taps;
+        self.labels = labels;
+        self
     }
 
     /// Authorizes every connection and request by its port's policy (the inbound side).
@@ -264,6 +278,7 @@ impl Connection {
         tracing::debug!(?http, %client, target = %dst.target_addr, ?tls, "serving");
         match http {
             Some(http) => {
+                let tap = TapLayer::new(self.taps.clone(), self.peers(client, &tls, meshed, &dst));
                 let router = HttpRouter::new(
                     dst.route,
                     self.clients.clone(),
@@ -278,7 +293,7 @@ impl Connection {
                     target_addr: dst.target_addr,
                     tls,
                 };
-                let svc = self.metrics.http.layer(target).layer(router);
+                let svc = self.metrics.http.layer(target).layer(tap.layer(router));
                 if let Err(error) =
                     conduit_http::server::serve(io, http, svc, &self.config.server, drain).await
                 {
@@ -299,6 +314,39 @@ impl Connection {
                     %client,
                     "refusing opaque connection: no original destination"
                 ),
+            },
+        }
+    }
+
+    /// What a tap knows of a connection's two ends.
+    fn peers(&self, client: SocketAddr, tls: &TlsLabel, meshed: bool, dst: &Destination) -> Peers {
+        let ours = self
+            .tls
+            .as_ref()
+            .map(|t| Arc::from(t.server.name().as_str()));
+        match self.direction {
+            Direction::Inbound => Peers {
+                direction: TapDirection::Inbound,
+                source: client,
+                source_identity: match tls {
+                    TlsLabel::Client(id) => id.clone(),
+                    _ => None,
+                },
+                source_labels: None,
+                destination: dst.target_addr,
+                destination_identity: ours.filter(|_| meshed),
+                destination_labels: self.labels.clone(),
+                tls: meshed,
+            },
+            Direction::Outbound => Peers {
+                direction: TapDirection::Outbound,
+                source: client,
+                source_identity: ours,
+                source_labels: self.labels.clone(),
+                destination: dst.target_addr,
+                destination_identity: None,
+                destination_labels: None,
+                tls: false,
             },
         }
     }

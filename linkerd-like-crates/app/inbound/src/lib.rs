@@ -39,6 +39,16 @@ impl Inbound {
         Self { conn, forward }
     }
 
+    /// Lets `taps` see every HTTP request; `labels` are this workload's.
+    pub fn with_taps(
+        mut self,
+        taps: conduit_tap::Taps,
+        labels: Option<std::sync::Arc<conduit_tap::Labels>>,
+    ) -> Self {
+        self.conn = self.conn.with_taps(taps, labels);
+        self
+    }
+
     /// Where an accepted connection goes, if anywhere.
     pub fn destination(&self, accepted: &Accepted) -> Option<Destination> {
         let (target_addr, local) = match accepted.orig_dst {

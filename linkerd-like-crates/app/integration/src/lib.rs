@@ -51,6 +51,7 @@ pub fn config(vars: &[(&str, &str)]) -> Config {
             "CONDUIT_PROXY_ADMIN_LISTEN_ADDR".into(),
             "127.0.0.1:0".into(),
         ),
+        ("CONDUIT_PROXY_TAP_LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD".into(), "5s".into()),
     ]);
     for (k, v) in vars {
@@ -67,6 +68,8 @@ pub struct TestProxy {
     pub inbound: SocketAddr,
     /// The admin server.
     pub admin: SocketAddr,
+    /// The tap server (with an identity).
+    pub tap: Option<SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<bool>,
 }
@@ -85,10 +88,11 @@ impl TestProxy {
         let resolve = Arc::new(resolve::Static::new(hosts, Some(Arc::new(resolve::Dns))));
         let bound = Proxy::bind(config, resolve, Arc::new(trace::Unmanaged)).expect("bind");
         let (tx, rx) = oneshot::channel();
-        let (outbound, inbound, admin) = (
+        let (outbound, inbound, admin, tap) = (
             bound.outbound_addr(),
             bound.inbound_addr(),
             bound.admin_addr(),
+            bound.tap_addr(),
         );
         let task = tokio::spawn(bound.run(async move {
             let _ = rx.await;
@@ -97,6 +101,7 @@ impl TestProxy {
             outbound,
             inbound,
             admin,
+            tap,
             shutdown: Some(tx),
             task,
         }
@@ -424,12 +429,17 @@ impl TestController {
 
     /// A file holding a token for service account `sa` in namespace `demo`.
     pub fn token_file(&self, sa: &str) -> std::path::PathBuf {
+        self.token_file_in("demo", sa)
+    }
+
+    /// A token proving service account `sa` of namespace `ns`, written to a file.
+    pub fn token_file_in(&self, ns: &str, sa: &str) -> std::path::PathBuf {
         let id = self.identity.as_ref().expect("identity is on");
         let workload = conduit_identity::Workload {
             service_account: sa.into(),
-            namespace: "demo".into(),
+            namespace: ns.into(),
         };
-        let token = self.dir.join(format!("token-{sa}"));
+        let token = self.dir.join(format!("token-{ns}-{sa}"));
         std::fs::write(&token, id.tokens.issue(&workload)).unwrap();
         token
     }
@@ -458,12 +468,40 @@ impl TestController {
         ]
     }
 
+    /// A proxy meshed with this controller as service account `sa` of namespace `demo`, with
+    /// `extra` variables, once it is ready (certified).
+    pub async fn meshed_proxy(&self, sa: &str, extra: &[(&str, &str)]) -> TestProxy {
+        let vars = self.meshed_vars(sa);
+        let mut all: Vec<(&str, &str)> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        let proxy = TestProxy::spawn(config(&all)).await;
+        until_ready(proxy.admin).await;
+        proxy
+    }
+
     /// Credentials for service account `sa`, certified by this controller.
     pub async fn credentials(&self, sa: &str) -> Arc<conduit_identity::Credentials> {
+        self.credentials_in("demo", sa, &identity_name(sa)).await
+    }
+
+    /// Credentials of the controller's own identity, as a client that taps proxies.
+    pub async fn controller_credentials(&self) -> Arc<conduit_identity::Credentials> {
+        let name = "conduit-controller.conduit.serviceaccount.identity.conduit.cluster.local";
+        self.credentials_in("conduit", "conduit-controller", name)
+            .await
+    }
+
+    async fn credentials_in(
+        &self,
+        ns: &str,
+        sa: &str,
+        name: &str,
+    ) -> Arc<conduit_identity::Credentials> {
         let anchors = conduit_identity::TrustAnchors::from_pem(&self.trust_anchors()).unwrap();
-        let name = conduit_identity::Name::parse(&identity_name(sa)).unwrap();
+        let name = conduit_identity::Name::parse(name).unwrap();
         let creds = conduit_identity::Credentials::generate(name, anchors).unwrap();
-        let token = self.token_file(sa);
+        let token = self.token_file_in(ns, sa);
         let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.grpc))
             .unwrap()
             .connect_lazy();
@@ -578,6 +616,14 @@ pub async fn until_ready(admin: SocketAddr) {
         }
     })
     .await
+}
+
+/// A registry of one meshed service `name` in namespace `demo`: one endpoint, whose proxy
+/// is `identity`.
+pub fn meshed_registry(name: &str, port: u16, endpoint: SocketAddr, identity: &str) -> String {
+    format!(
+        "services:\n  - name: {name}\n    namespace: demo\n    ports:\n      - port: {port}\n        endpoints:\n          - address: {endpoint}\n            identity: {identity}\n"
+    )
 }
 
 /// A registry with one service `name` in namespace `demo` on `port`, served by `endpoints`.

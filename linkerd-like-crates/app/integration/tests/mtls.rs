@@ -84,9 +84,7 @@ async fn wiretap(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
 
 /// A registry with `books` on port 7001 served by `endpoint`, whose proxy has `identity`.
 fn books_registry(endpoint: SocketAddr, identity: &str) -> String {
-    format!(
-        "services:\n  - name: books\n    namespace: demo\n    ports:\n      - port: 7001\n        endpoints:\n          - address: {endpoint}\n            identity: {identity}\n"
-    )
+    meshed_registry("books", 7001, endpoint, identity)
 }
 
 fn vars(pairs: &[(String, String)], extra: &[(&str, &str)]) -> conduit_app_proxy::Config {
@@ -101,13 +99,13 @@ fn vars(pairs: &[(String, String)], extra: &[(&str, &str)]) -> conduit_app_proxy
 /// A meshed proxy for service account `sa`, forwarding inbound to `app` if given.
 async fn meshed_proxy(ctl: &TestController, sa: &str, app: Option<SocketAddr>) -> TestProxy {
     let app = app.map(|a| a.to_string());
-    let mut extra = vec![];
-    if let Some(app) = &app {
-        extra.push(("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", app.as_str()));
+    match &app {
+        Some(app) => {
+            ctl.meshed_proxy(sa, &[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", app)])
+                .await
+        }
+        None => ctl.meshed_proxy(sa, &[]).await,
     }
-    let proxy = TestProxy::spawn(vars(&ctl.meshed_vars(sa), &extra)).await;
-    until_ready(proxy.admin).await;
-    proxy
 }
 
 async fn get_books(web: &TestProxy, path: &str) -> http::Response<hyper::body::Incoming> {

@@ -79,6 +79,16 @@ impl Outbound {
         }
     }
 
+    /// Lets `taps` see every HTTP request; `labels` are this workload's.
+    pub fn with_taps(
+        mut self,
+        taps: conduit_tap::Taps,
+        labels: Option<std::sync::Arc<conduit_tap::Labels>>,
+    ) -> Self {
+        self.conn = self.conn.with_taps(taps, labels);
+        self
+    }
+
     /// Serves `listener` until `drain` is signaled.
     pub async fn serve(self, listener: Listener, drain: drain::Watch) {
         let max = self.conn.config().max_connections;

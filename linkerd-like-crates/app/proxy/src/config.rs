@@ -35,6 +35,12 @@ pub struct Config {
     pub inbound_forward: Option<SocketAddr>,
     /// Where the admin server listens.
     pub admin_listen: SocketAddr,
+    /// Where the tap server listens (with an identity only: it serves the controller over
+    /// mTLS).
+    pub tap_listen: SocketAddr,
+    /// This workload's labels (`namespace=demo,deployment=web,pod=web-1`), for tap events
+    /// and filters.
+    pub workload_labels: Option<Arc<conduit_tap::Labels>>,
     /// How both sides serve connections.
     pub side: SideConfig,
     /// Time allowed for in-flight work after a shutdown begins.
@@ -186,6 +192,8 @@ impl Config {
             inbound_listen: env.addr("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", "0.0.0.0:4143")?,
             inbound_forward: env.optional_addr("CONDUIT_PROXY_INBOUND_FORWARD_ADDR")?,
             admin_listen: env.addr("CONDUIT_PROXY_ADMIN_LISTEN_ADDR", "127.0.0.1:4191")?,
+            tap_listen: env.addr("CONDUIT_PROXY_TAP_LISTEN_ADDR", "0.0.0.0:4190")?,
+            workload_labels: env.labels("CONDUIT_PROXY_WORKLOAD_LABELS")?,
             side,
             shutdown_grace_period: env.duration("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "30s")?,
             log: get("CONDUIT_PROXY_LOG").unwrap_or_else(|| "info".to_string()),
@@ -230,6 +238,31 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             default,
             "an IP address and port, such as 127.0.0.1:4140",
         )
+    }
+
+    /// `key=value,key=value`; keys and values are label-like (no `,` `=` or spaces).
+    fn labels(&self, var: &'static str) -> Result<Option<Arc<conduit_tap::Labels>>, ConfigError> {
+        let Some(text) = (self.0)(var).filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let expected = "labels as key=value, comma-separated (namespace=demo,deployment=web)";
+        let mut labels = conduit_tap::Labels::new();
+        for pair in text.split(',') {
+            let (k, v) = pair
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| self.invalid(var, expected))?;
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+            };
+            if !ok(k) || !(v.is_empty() || ok(v)) {
+                return Err(self.invalid(var, expected));
+            }
+            labels.insert(k.to_string(), v.to_string());
+        }
+        Ok(Some(Arc::new(labels)))
     }
 
     fn optional_addr(&self, var: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
@@ -502,6 +535,20 @@ mod tests {
     }
 
     #[test]
+    fn workload_labels_are_key_value_pairs() {
+        let c = config(&[(
+            "CONDUIT_PROXY_WORKLOAD_LABELS",
+            "namespace=demo, deployment=web,pod=web-1",
+        )])
+        .unwrap();
+        let labels = c.workload_labels.unwrap();
+        assert_eq!(labels.len(), 3);
+        assert_eq!(labels["deployment"], "web");
+        assert_eq!(c.tap_listen, "0.0.0.0:4190".parse().unwrap());
+        assert!(config(&[]).unwrap().workload_labels.is_none());
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         let cases = [
             ("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", "localhost"),
@@ -523,6 +570,10 @@ mod tests {
             ("CONDUIT_PROXY_DEFAULT_INBOUND_POLICY", "allow"),
             ("CONDUIT_PROXY_POLICY_CLUSTER_NETWORKS", "10.0.0.0/8,lan"),
             ("CONDUIT_PROXY_INBOUND_PORTS", "http"),
+            ("CONDUIT_PROXY_TAP_LISTEN_ADDR", "4190"),
+            ("CONDUIT_PROXY_WORKLOAD_LABELS", "deployment"),
+            ("CONDUIT_PROXY_WORKLOAD_LABELS", "app=web,=x"),
+            ("CONDUIT_PROXY_WORKLOAD_LABELS", "app=a b"),
         ];
         for (var, value) in cases {
             let err = config(&[(var, value)]).unwrap_err();

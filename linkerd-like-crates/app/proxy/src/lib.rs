@@ -16,6 +16,8 @@
 //! | `CONDUIT_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where connections to the workload arrive |
 //! | `CONDUIT_PROXY_INBOUND_FORWARD_ADDR` | unset | where direct (not redirected) inbound connections go |
 //! | `CONDUIT_PROXY_ADMIN_LISTEN_ADDR` | `127.0.0.1:4191` | the admin server |
+//! | `CONDUIT_PROXY_TAP_LISTEN_ADDR` | `0.0.0.0:4190` | the tap server: mTLS, to the controller's identity only; with an identity only |
+//! | `CONDUIT_PROXY_WORKLOAD_LABELS` | unset | this workload's labels, `namespace=demo,deployment=web,pod=web-1`: tap events carry them and tap filters match them |
 //! | `CONDUIT_PROXY_OPAQUE_PORTS` | `25,587,3306,4444,5432,6379,9300,11211` | destination ports carried as TCP without detection (ranges like `8000-8010` allowed) |
 //! | `CONDUIT_PROXY_DETECT_TIMEOUT` | `10s` | how long to wait for a client's first bytes before treating it as TCP |
 //! | `CONDUIT_PROXY_DETECT_MAX_BYTES` | `8192` | how many bytes detection reads at most |
@@ -66,6 +68,7 @@
 
 pub mod config;
 pub mod controller;
+mod tap;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
 pub use self::config::{Config, ConfigError, DestinationConfig, IdentityConfig, PolicyConfig};
@@ -83,6 +86,7 @@ use conduit_identity::Credentials;
 use conduit_metrics::ProxyMetrics;
 use conduit_policy::DefaultPolicy;
 use conduit_stack::drain;
+use conduit_tap::{TapServer, Taps};
 use conduit_tls::{ClientTls, ServerTls};
 use conduit_transport::Listener;
 use std::future::Future;
@@ -120,6 +124,9 @@ pub struct Bound {
     outbound: Listener,
     inbound: Listener,
     admin: Listener,
+    /// Bound only with an identity: tap is served over mTLS.
+    tap: Option<Listener>,
+    taps: Taps,
     metrics: ProxyMetrics,
     resolve: Arc<dyn Resolve>,
     log_level: Arc<dyn LogLevel>,
@@ -170,12 +177,18 @@ impl Proxy {
         let outbound = bind("CONDUIT_PROXY_OUTBOUND_LISTEN_ADDR", config.outbound_listen)?;
         let inbound = bind("CONDUIT_PROXY_INBOUND_LISTEN_ADDR", config.inbound_listen)?;
         let admin = bind("CONDUIT_PROXY_ADMIN_LISTEN_ADDR", config.admin_listen)?;
+        let tap = match identity {
+            Some(_) => Some(bind("CONDUIT_PROXY_TAP_LISTEN_ADDR", config.tap_listen)?),
+            None => None,
+        };
         conduit_app_admin::mark_start();
         Ok(Bound {
             config,
             outbound,
             inbound,
             admin,
+            tap,
+            taps: Taps::new(),
             metrics: ProxyMetrics::default(),
             resolve,
             log_level,
@@ -198,6 +211,11 @@ impl Bound {
     /// The admin server's address.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.local_addr()
+    }
+
+    /// The tap server's address, when it has one (with an identity).
+    pub fn tap_addr(&self) -> Option<SocketAddr> {
+        self.tap.as_ref().map(Listener::local_addr)
     }
 
     /// The proxy's metrics.
@@ -232,20 +250,32 @@ impl Bound {
         };
         let tls = self.identity.as_ref().map(|(_, tls)| tls.clone());
         let policies = self.port_policies(discovery.clone());
+        let labels = self.config.workload_labels.clone();
         let outbound = Outbound::new(
             side.clone(),
             self.metrics.clone(),
             self.resolve,
             discovery,
             tls.clone(),
-        );
+        )
+        .with_taps(self.taps.clone(), labels.clone());
         let inbound = Inbound::new(
             side,
             self.metrics.clone(),
             self.config.inbound_forward,
-            tls,
+            tls.clone(),
             policies,
-        );
+        )
+        .with_taps(self.taps.clone(), labels);
+        if let (Some(listener), Some(tls), Some(id)) = (self.tap, &tls, &self.config.identity) {
+            let server = TapServer::new(self.taps.clone(), id.controller_name.as_str());
+            tokio::spawn(tap::serve(
+                listener,
+                tls.server.clone(),
+                server,
+                watch.clone(),
+            ));
+        }
         let mut admin = Admin::new(self.metrics.clone(), self.log_level, admin_shutdown.clone());
         if let (Some((credentials, _)), Some(id)) = (&self.identity, &self.config.identity) {
             // Not ready until the first certificate: a proxy that cannot do mTLS yet must not

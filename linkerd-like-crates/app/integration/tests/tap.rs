@@ -1,0 +1,204 @@
+//! Tap through real proxies: the tap server answers the controller's identity over mTLS, and
+//! its events describe the requests the proxies carry, on both sides of a meshed pair.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use conduit_api::tap::tap_client::TapClient;
+use conduit_api::tap::tap_event::{Direction, Event};
+use conduit_api::tap::{r#match, ObserveRequest, TapEvent};
+use conduit_app_integration::*;
+use conduit_identity::{Credentials, Name};
+use http_body_util::Full;
+use std::sync::Arc;
+use std::time::Duration;
+
+const BOOKS: &str = "books.demo.svc.cluster.local:7001";
+
+/// A tap client of `proxy` (whose identity is `sa`'s), with `creds`.
+fn tap_client(
+    proxy: &TestProxy,
+    sa: &str,
+    creds: Arc<Credentials>,
+) -> TapClient<tonic::transport::Channel> {
+    let tls = conduit_tls::ClientTls::new(creds).unwrap();
+    let name = Name::parse(&identity_name(sa)).unwrap();
+    let addr = proxy
+        .tap
+        .expect("a proxy with an identity serves tap")
+        .to_string();
+    TapClient::new(conduit_app_proxy::controller::channel(&addr, Some((tls, name))).unwrap())
+}
+
+fn path_prefix(prefix: &str) -> Option<conduit_api::tap::Match> {
+    Some(conduit_api::tap::Match {
+        r#match: Some(r#match::Match::Http(r#match::Http {
+            r#match: Some(r#match::http::Match::PathPrefix(prefix.into())),
+        })),
+    })
+}
+
+async fn next(events: &mut tonic::Streaming<TapEvent>) -> TapEvent {
+    bounded(events.message()).await.unwrap().expect("an event")
+}
+
+async fn get_books(web: &TestProxy, path: &str) -> http::Response<hyper::body::Incoming> {
+    let mut client = http1_client(web.outbound).await;
+    let req = http::Request::get(format!("http://{BOOKS}{path}"))
+        .header("host", BOOKS)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    bounded(client.send_request(req)).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taps_show_meshed_requests_on_both_sides() {
+    let (app, _) = hello_server("a book").await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let app = app.to_string();
+    let books = ctl
+        .meshed_proxy(
+            "books",
+            &[
+                ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &app),
+                (
+                    "CONDUIT_PROXY_WORKLOAD_LABELS",
+                    "namespace=demo,deployment=books",
+                ),
+            ],
+        )
+        .await;
+    ctl.write_registry(&meshed_registry(
+        "books",
+        7001,
+        books.inbound,
+        &identity_name("books"),
+    ));
+    let web = ctl
+        .meshed_proxy(
+            "web",
+            &[(
+                "CONDUIT_PROXY_WORKLOAD_LABELS",
+                "namespace=demo,deployment=web",
+            )],
+        )
+        .await;
+    let creds = ctl.controller_credentials().await;
+
+    let observe = |limit| ObserveRequest {
+        limit,
+        max_rps: 0.0,
+        r#match: path_prefix("/books"),
+    };
+    let mut inbound = tap_client(&books, "books", creds.clone())
+        .observe(observe(1))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut outbound = tap_client(&web, "web", creds)
+        .observe(observe(1))
+        .await
+        .unwrap()
+        .into_inner();
+    // The tap is open once the server has answered; a request not matching comes first.
+    assert_eq!(get_books(&web, "/authors/1").await.status(), 200);
+    let rsp = get_books(&web, "/books/7").await;
+    assert_eq!(body_string(rsp).await, "a book");
+
+    // Inbound, at books: the client is web's proxy, over mTLS.
+    let init = next(&mut inbound).await;
+    assert_eq!(init.proxy_direction, Direction::Inbound as i32);
+    assert!(init.tls);
+    let src = init.source.clone().unwrap();
+    assert_eq!(src.identity, identity_name("web"));
+    let dst = init.destination.clone().unwrap();
+    assert_eq!(dst.identity, identity_name("books"));
+    assert_eq!(dst.labels.get("deployment").unwrap(), "books");
+    let Some(Event::RequestInit(req)) = init.event else {
+        panic!("{init:?}")
+    };
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("GET", "/books/7")
+    );
+    assert_eq!(req.authority, BOOKS);
+    let rsp = next(&mut inbound).await;
+    let Some(Event::ResponseInit(head)) = rsp.event else {
+        panic!("{rsp:?}")
+    };
+    assert_eq!((head.id, head.http_status), (req.id, 200));
+    let end = next(&mut inbound).await;
+    let Some(Event::ResponseEnd(end)) = end.event else {
+        panic!("{end:?}")
+    };
+    assert_eq!((end.id, end.response_bytes), (req.id, 6));
+    assert!(end.end.is_none());
+    // The limit was one request: the stream ends.
+    assert!(bounded(inbound.message()).await.unwrap().is_none());
+
+    // Outbound, at web: the source is the application, the destination identity is known
+    // once the response comes from books' proxy.
+    let init = next(&mut outbound).await;
+    assert_eq!(init.proxy_direction, Direction::Outbound as i32);
+    assert_eq!(
+        init.source.unwrap().labels.get("deployment").unwrap(),
+        "web"
+    );
+    let rsp = next(&mut outbound).await;
+    assert!(rsp.tls);
+    assert_eq!(rsp.destination.unwrap().identity, identity_name("books"));
+    let end = next(&mut outbound).await;
+    assert!(matches!(end.event, Some(Event::ResponseEnd(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_controller_may_tap() {
+    let (app, _) = hello_server("a book").await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let app = app.to_string();
+    let books = ctl
+        .meshed_proxy("books", &[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &app)])
+        .await;
+
+    // Another workload's identity: refused, with the reason.
+    let web = ctl.credentials("web").await;
+    let err = tap_client(&books, "books", web)
+        .observe(ObserveRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains(&identity_name("web")), "{err:?}");
+
+    // Plaintext: the tap port speaks only TLS.
+    let plain = tonic::transport::Channel::from_shared(format!("http://{}", books.tap.unwrap()))
+        .unwrap()
+        .connect_lazy();
+    let err = bounded(TapClient::new(plain).observe(ObserveRequest::default()))
+        .await
+        .unwrap_err();
+    assert_ne!(err.code(), tonic::Code::Ok);
+
+    // A bad filter: refused with the reason.
+    let creds = ctl.controller_credentials().await;
+    let err = tap_client(&books, "books", creds)
+        .observe(ObserveRequest {
+            r#match: path_prefix("books"),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+}
+
+#[tokio::test]
+async fn a_proxy_without_identity_serves_no_tap() {
+    let proxy = TestProxy::spawn(config(&[])).await;
+    assert!(proxy.tap.is_none());
+    assert!(proxy.shutdown().await);
+}

@@ -1,0 +1,100 @@
+//! The tap server: the proxy's `Tap` gRPC service on its tap port, over mTLS, answering the
+//! controller's identity only (`TapServer` refuses any other with PERMISSION_DENIED, and a
+//! client without a certificate with UNAUTHENTICATED).
+
+use bytes::Bytes;
+use conduit_http::Http;
+use conduit_io::PrefixedIo;
+use conduit_stack::drain;
+use conduit_tap::{ClientIdentity, TapServer};
+use conduit_tls::ServerTls;
+use conduit_transport::Listener;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Handshakes slower than this are cut off.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `server` on `listener` until `drain` is signaled.
+pub(crate) async fn serve(
+    listener: Listener,
+    tls: ServerTls,
+    server: TapServer,
+    mut drain: drain::Watch,
+) {
+    let config = conduit_http::server::ServerConfig::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = drain.signaled() => return,
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(error) => {
+                tracing::warn!(%error, "tap: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (tls, svc, drain, config) = (
+            tls.clone(),
+            server.clone().into_service(),
+            drain.clone(),
+            config.clone(),
+        );
+        tokio::spawn(async move {
+            let client = accepted.client;
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(accepted.stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%error, %client, "tap: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%client, "tap: TLS handshake timed out");
+                        return;
+                    }
+                };
+            let identity = conduit_tls::peer_identity(stream.get_ref().1)
+                .map(|id| ClientIdentity(Arc::from(id.as_str())));
+            let svc = WithIdentity {
+                inner: svc,
+                identity,
+            };
+            let io = PrefixedIo::new(Bytes::new(), stream);
+            if let Err(error) = conduit_http::server::serve(io, Http::H2, svc, &config, drain).await
+            {
+                tracing::debug!(%error, %client, "tap connection closed with an error");
+            }
+        });
+    }
+}
+
+/// Puts the connection's client identity into each request, for `TapServer` to check.
+#[derive(Clone, Debug)]
+struct WithIdentity<S> {
+    inner: S,
+    identity: Option<ClientIdentity>,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithIdentity<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        if let Some(id) = &self.identity {
+            req.extensions_mut().insert(id.clone());
+        }
+        self.inner.call(req)
+    }
+}
