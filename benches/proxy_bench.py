@@ -356,8 +356,10 @@ backend up_h2
             Instance([conduit], [f"{SERVICE_IP}:{SERVICE_H2}"], balanced_env(SERVICE_H2, 19154, 19194)),
         ]))
         anchors = open(os.path.join(identity_dir, "ca.crt")).read()
+        # Each meshed proxy serves tap on its own port: its admin port minus 30.
         meshed_env = lambda sa, admin, **vars: dict(
             env, CONDUIT_PROXY_ADMIN_LISTEN_ADDR=f"127.0.0.1:{admin}",
+            CONDUIT_PROXY_TAP_LISTEN_ADDR=f"127.0.0.1:{admin - 30}",
             CONDUIT_PROXY_DESTINATION_SVC_ADDR="127.0.0.1:18086",
             CONDUIT_PROXY_IDENTITY_LOCAL_NAME=f"{sa}.bench.serviceaccount.identity.conduit.cluster.local",
             CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS=anchors,

@@ -421,6 +421,14 @@ async fn start_proxy(
             "CONDUIT_PROXY_ADMIN_LISTEN_ADDR",
             pod.proxy_port(4191).to_string(),
         ),
+        ("CONDUIT_PROXY_TAP_LISTEN_ADDR", pod.proxy_port(4190).to_string()),
+        (
+            "CONDUIT_PROXY_WORKLOAD_LABELS",
+            format!(
+                "namespace=demo,deployment={},pod={}",
+                pod.service.name, pod.name
+            ),
+        ),
         ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", pod.app().to_string()),
         ("CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD", "2s".to_string()),
         (
