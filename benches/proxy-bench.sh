@@ -18,5 +18,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
-cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls
+cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls \
+    -p conduit-bench-tap
 exec python3 benches/proxy_bench.py "$PWD/target/release/conduit-proxy" "$@"

@@ -40,6 +40,8 @@ SERVICE_IP, SERVICE_H1, SERVICE_H2 = "127.0.0.2", 19150, 19151
 # The meshed pair: a client-side proxy (outbound, on this "cluster IP") and a server-side
 # proxy (inbound, forwarding to the upstream), mTLS and HTTP/2 between them.
 MESH_IP, MESH_H1, MESH_H2 = "127.0.0.3", 19160, 19161
+# The server-side h1 proxy's tap port (its admin port, 19195, minus 30).
+MESH_TAP_H1 = 19165
 MESH_IN_H1, MESH_IN_H2 = 19163, 19164
 SERVER_ID = "server.bench.serviceaccount.identity.conduit.cluster.local"
 CLIENT_ID = "client.bench.serviceaccount.identity.conduit.cluster.local"
@@ -226,6 +228,12 @@ def load_oha(port, rate):
                 p999=us("p99.9"), errors=total - ok)
 
 
+TAP_MODES = [("no tap", None), ("tap matching nothing", "nothing"),
+             ("tap matching everything", "everything")]
+TAP_LOADS = [
+    ("h1 c=1", lambda addr, tmp: load_wrk(addr, 1, tmp)),
+    ("h1 c=64", lambda addr, tmp: load_wrk(addr, 64, tmp)),
+]
 LOADS = [
     ("h1 c=1", "h1", lambda port, tmp: load_wrk(port, 1, tmp)),
     ("h1 c=64", "h1", lambda port, tmp: load_wrk(port, 64, tmp)),
@@ -311,6 +319,7 @@ backend up_h2
     subjects = []
     controller = None
     results = {}  # (subject, load) -> list of (result, cpu%)
+    tap_results, tap_events = {}, {}  # (tap mode, load) -> results; mode -> events read
     try:
         subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
         # One conduit-proxy per upstream protocol: its inbound side forwards to one address.
@@ -405,6 +414,29 @@ backend up_h2
                                          f"127.0.0.1:{MESH_IN_H1}", identity_dir, SERVER_ID,
                                          str(DURATION), str(conc)])).stdout
             handshakes.append(next(l for l in out.splitlines() if l.startswith("BENCH ")))
+        # What a tap costs: the meshed pair's HTTP/1 loads with no tap, a tap on the
+        # server-side proxy matching nothing, and one matching everything (at the proxy's
+        # default tap rate limit, as `conduit tap` asks). Interleaved rounds, medians.
+        for rnd in range(ROUNDS):
+            for mode, arg in TAP_MODES:
+                tapper = None
+                if arg is not None:
+                    tapper = subprocess.Popen(pinned(LOAD_CORE, [
+                        os.path.join(bin_dir, "conduit-bench-tap"), f"127.0.0.1:{MESH_TAP_H1}",
+                        identity_dir, SERVER_ID, arg]), stdout=subprocess.PIPE, text=True)
+                    if tapper.stdout.readline().strip() != "READY":
+                        raise RuntimeError("conduit-bench-tap did not open its tap")
+                for load_name, fn in TAP_LOADS:
+                    res = fn(f"{MESH_IP}:{MESH_H1}", tmp)
+                    tap_results.setdefault((mode, load_name), []).append(res)
+                    print(f"  tap round {rnd + 1} {mode:24} {load_name:8} {res['rps']:>9.0f} req/s  "
+                          f"p99 {res['p99']} us", file=sys.stderr, flush=True)
+                    time.sleep(0.5)
+                if tapper is not None:
+                    tapper.send_signal(signal.SIGTERM)
+                    out = tapper.communicate(timeout=10)[0]
+                    events = next(l for l in out.splitlines() if l.startswith("BENCH events"))
+                    tap_events.setdefault(mode, []).append(int(events.split()[-1]))
     finally:
         for sub in subjects:
             sub.stop()
@@ -443,6 +475,22 @@ backend up_h2
                          f" | {res['rps'] / d['rps']:.2f}")
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['p999']} | {errors} | {extra} |")
+    print()
+    print("Tap on the meshed pair's server-side proxy (HTTP/1 loads; medians of "
+          f"{ROUNDS} rounds):")
+    print()
+    print("| tap | load | req/s | p50 | p99 | throughput vs no tap | p99 vs no tap | events read |")
+    print("|" + "---|" * 8)
+    for mode, _ in TAP_MODES:
+        for load_name, _ in TAP_LOADS:
+            runs = tap_results[(mode, load_name)]
+            res = {k: median([r[k] for r in runs]) for k in ("rps", "p50", "p99")}
+            base = {k: median([r[k] for r in tap_results[(TAP_MODES[0][0], load_name)]])
+                    for k in ("rps", "p99")}
+            events = median(tap_events[mode]) if mode in tap_events else "-"
+            print(f"| {mode} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
+                  f"| {res['rps'] / base['rps'] - 1:+.1%} | {res['p99'] / base['p99'] - 1:+.1%} "
+                  f"| {events} |")
     print()
     print("The meshed pair is two conduit-proxy processes per protocol on the proxy core: its CPU")
     print("is their sum, its RSS the largest one's. mTLS handshakes against the server-side proxy:")

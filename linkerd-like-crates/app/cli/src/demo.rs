@@ -421,7 +421,10 @@ async fn start_proxy(
             "CONDUIT_PROXY_ADMIN_LISTEN_ADDR",
             pod.proxy_port(4191).to_string(),
         ),
-        ("CONDUIT_PROXY_TAP_LISTEN_ADDR", pod.proxy_port(4190).to_string()),
+        (
+            "CONDUIT_PROXY_TAP_LISTEN_ADDR",
+            pod.proxy_port(4190).to_string(),
+        ),
         (
             "CONDUIT_PROXY_WORKLOAD_LABELS",
             format!(
