@@ -11,7 +11,7 @@ use conduit_control_ca::Issuer;
 use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
 use conduit_tls::ClientTls;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -32,18 +32,13 @@ fn main() {
     };
     let name = domain.name(&controller).expect("name");
     let creds = Credentials::generate(name.clone(), anchors).expect("key");
-    let signed = issuer
-        .certify(
-            &name,
+    issuer
+        .certify_credentials(
+            &creds,
             &domain.spiffe_id(&controller),
-            creds.csr(),
             Duration::from_secs(3600),
-            SystemTime::now(),
         )
         .expect("certify");
-    creds
-        .set_certificate(signed.leaf, signed.intermediates)
-        .expect("certificate");
     let tls = ClientTls::new(Arc::new(creds)).expect("tls");
     let filter = match args[4].as_str() {
         // The empty filter matches no request.

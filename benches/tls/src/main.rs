@@ -10,7 +10,7 @@ use conduit_control_ca::Issuer;
 use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
 use conduit_tls::ClientTls;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -35,18 +35,13 @@ fn main() {
     let domain = Domain::default();
     let name = domain.name(&workload).expect("name");
     let creds = Credentials::generate(name.clone(), anchors).expect("key");
-    let signed = issuer
-        .certify(
-            &name,
+    issuer
+        .certify_credentials(
+            &creds,
             &domain.spiffe_id(&workload),
-            creds.csr(),
             Duration::from_secs(3600),
-            SystemTime::now(),
         )
         .expect("certify");
-    creds
-        .set_certificate(signed.leaf, signed.intermediates)
-        .expect("certificate");
     let client = ClientTls::new(Arc::new(creds)).expect("tls");
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -147,14 +147,9 @@ pub fn certify_self(
         namespace: domain.control_namespace.clone(),
     });
     let certify = {
-        let (creds, name) = (creds.clone(), name.clone());
+        let creds = creds.clone();
         move |issuer: &Issuer| -> Result<Duration, String> {
-            let c = issuer
-                .certify(&name, &spiffe, creds.csr(), lifetime, SystemTime::now())
-                .map_err(|e| e.to_string())?;
-            let expiry = creds
-                .set_certificate(c.leaf, c.intermediates)
-                .map_err(|e| e.to_string())?;
+            let expiry = issuer.certify_credentials(&creds, &spiffe, lifetime)?;
             Ok(conduit_identity::certify::renew_in(
                 expiry,
                 SystemTime::now(),

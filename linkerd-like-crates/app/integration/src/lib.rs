@@ -618,6 +618,21 @@ pub async fn until_ready(admin: SocketAddr) {
     .await
 }
 
+/// An HTTP/1 GET of `authority` + `path` sent to the proxy at `outbound` (explicit mode, or a
+/// stand-in for a redirected application connection), with a matching `Host` header.
+pub async fn get_via(
+    outbound: SocketAddr,
+    authority: &str,
+    path: &str,
+) -> http::Response<Incoming> {
+    let mut client = http1_client(outbound).await;
+    let req = http::Request::get(format!("http://{authority}{path}"))
+        .header("host", authority)
+        .body(Full::<Bytes>::default())
+        .expect("a valid request");
+    bounded(client.send_request(req)).await.expect("a response")
+}
+
 /// A registry of one meshed service `name` in namespace `demo`: one endpoint, whose proxy
 /// is `identity`.
 pub fn meshed_registry(name: &str, port: u16, endpoint: SocketAddr, identity: &str) -> String {

@@ -109,12 +109,7 @@ async fn meshed_proxy(ctl: &TestController, sa: &str, app: Option<SocketAddr>) -
 }
 
 async fn get_books(web: &TestProxy, path: &str) -> http::Response<hyper::body::Incoming> {
-    let mut client = http1_client(web.outbound).await;
-    let req = http::Request::get(format!("http://{BOOKS}{path}"))
-        .header("host", BOOKS)
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    bounded(client.send_request(req)).await.unwrap()
+    get_via(web.outbound, BOOKS, path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,13 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::Bytes;
 use conduit_api::tap::tap_client::TapClient;
 use conduit_api::tap::tap_event::{Direction, Event};
 use conduit_api::tap::{r#match, ObserveRequest, TapEvent};
 use conduit_app_integration::*;
 use conduit_identity::{Credentials, Name};
-use http_body_util::Full;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +41,7 @@ async fn next(events: &mut tonic::Streaming<TapEvent>) -> TapEvent {
 }
 
 async fn get_books(web: &TestProxy, path: &str) -> http::Response<hyper::body::Incoming> {
-    let mut client = http1_client(web.outbound).await;
-    let req = http::Request::get(format!("http://{BOOKS}{path}"))
-        .header("host", BOOKS)
-        .body(Full::<Bytes>::default())
-        .unwrap();
-    bounded(client.send_request(req)).await.unwrap()
+    get_via(web.outbound, BOOKS, path).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-use conduit_identity::Name;
+use conduit_identity::{Credentials, Name};
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
@@ -186,6 +186,29 @@ impl Issuer {
     /// The trust anchors it was loaded with, DER.
     pub fn anchors(&self) -> &[Vec<u8>] {
         &self.anchors
+    }
+
+    /// Signs `creds`' own CSR and installs the leaf, returning its expiry: for holders of
+    /// the issuer (the controller's own identity, benchmarks), who need not ask the identity
+    /// service. `spiffe_id` is the identity's URI form.
+    pub fn certify_credentials(
+        &self,
+        creds: &Credentials,
+        spiffe_id: &str,
+        lifetime: Duration,
+    ) -> Result<SystemTime, String> {
+        let c = self
+            .certify(
+                creds.name(),
+                spiffe_id,
+                creds.csr(),
+                lifetime,
+                SystemTime::now(),
+            )
+            .map_err(|e| e.to_string())?;
+        creds
+            .set_certificate(c.leaf, c.intermediates)
+            .map_err(|e| e.to_string())
     }
 
     /// Signs `csr` (DER) for `name` if it asks for exactly that name. The leaf carries `name`
