@@ -428,7 +428,7 @@ async fn start_proxy(
         (
             "CONDUIT_PROXY_WORKLOAD_LABELS",
             format!(
-                "namespace=demo,deployment={},pod={}",
+                "namespace=demo,workload={},pod={}",
                 pod.service.name, pod.name
             ),
         ),

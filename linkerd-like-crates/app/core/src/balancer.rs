@@ -21,6 +21,7 @@ use conduit_http::client::{Client, Endpoint, NewClient};
 use conduit_http::{ErrorStatus, Http};
 use conduit_route::Routes;
 use conduit_stack::{NewCache, NewService};
+use conduit_tap::DestinationLabels;
 use conduit_tls::Name;
 use http::StatusCode;
 use std::net::SocketAddr;
@@ -130,7 +131,7 @@ pub struct Balancer {
     authority: String,
     http: Http,
     clients: NewCache<Endpoint, NewClient>,
-    pool: Pool<SocketAddr, Client>,
+    pool: Pool<SocketAddr, Backend>,
     state: Mutex<State>,
     profile: Mutex<ProfileState>,
     waiting: Semaphore,
@@ -160,11 +161,21 @@ enum Kind {
     Known,
 }
 
+/// A balanced endpoint: its client, and its labels from discovery (which a response from
+/// it carries, for taps).
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// The endpoint's client.
+    pub client: Client,
+    /// Its workload's labels, if discovery gave any.
+    pub labels: Option<DestinationLabels>,
+}
+
 /// Where a request goes.
 #[derive(Debug)]
 pub enum Choice {
     /// To this endpoint; call [`Picked::observe`] when its response arrives.
-    Endpoint(Picked<SocketAddr, Client>),
+    Endpoint(Picked<SocketAddr, Backend>),
     /// The controller does not know the name: resolve it another way.
     Fallback,
 }
@@ -218,11 +229,16 @@ impl Balancer {
                                 .and_then(|m| m.identity.as_deref())
                                 .filter(|_| self.mtls)
                                 .and_then(|id| Name::parse(id).ok());
-                            self.clients.new_service(Endpoint {
+                            let client = self.clients.new_service(Endpoint {
                                 addr: *addr,
                                 http,
                                 tls,
-                            })
+                            });
+                            let labels = set
+                                .get(addr)
+                                .filter(|m| !m.labels.is_empty())
+                                .map(|m| DestinationLabels(Arc::new(m.labels.clone())));
+                            Backend { client, labels }
                         });
                     tracing::debug!(authority = %self.authority, endpoints = set.len(), "endpoints changed");
                 }

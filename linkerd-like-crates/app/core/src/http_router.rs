@@ -1,5 +1,5 @@
 use crate::authorize::Authz;
-use crate::balancer::{Balancer, Choice, Discover};
+use crate::balancer::{Backend, Balancer, Choice, Discover};
 use crate::resolve::Resolve;
 use crate::Config;
 use conduit_addr::Addr;
@@ -327,11 +327,11 @@ impl Shared {
     /// Sends a request to the endpoint the balancer picked, and reports its latency back.
     async fn to_picked(
         &self,
-        mut picked: Picked<SocketAddr, Client>,
+        mut picked: Picked<SocketAddr, Backend>,
         req: http::Request<Incoming>,
         authority: Authority,
     ) -> Result<http::Response<ProxyBody>, Error> {
-        let client = picked.endpoint().clone();
+        let Backend { client, labels } = picked.endpoint().clone();
         let server_id = client.endpoint().tls.clone();
         let rsp = forward::forward(
             client,
@@ -353,6 +353,9 @@ impl Shared {
         if let Some(id) = server_id {
             rsp.extensions_mut()
                 .insert(ServerIdLabel(Arc::from(id.as_str())));
+        }
+        if let Some(labels) = labels {
+            rsp.extensions_mut().insert(labels);
         }
         Ok(rsp)
     }

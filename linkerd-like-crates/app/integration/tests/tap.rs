@@ -59,23 +59,24 @@ async fn taps_show_meshed_requests_on_both_sides() {
                 ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &app),
                 (
                     "CONDUIT_PROXY_WORKLOAD_LABELS",
-                    "namespace=demo,deployment=books",
+                    "namespace=demo,workload=books",
                 ),
             ],
         )
         .await;
-    ctl.write_registry(&meshed_registry(
-        "books",
-        7001,
-        books.inbound,
-        &identity_name("books"),
-    ));
+    // Discovery labels books' endpoint, as the Kubernetes source does with its pod's owner.
+    ctl.write_registry(
+        &meshed_registry("books", 7001, books.inbound, &identity_name("books")).replace(
+            "            identity:",
+            "            labels: {workload: books, pod: books-0}\n            identity:",
+        ),
+    );
     let web = ctl
         .meshed_proxy(
             "web",
             &[(
                 "CONDUIT_PROXY_WORKLOAD_LABELS",
-                "namespace=demo,deployment=web",
+                "namespace=demo,workload=web",
             )],
         )
         .await;
@@ -91,8 +92,24 @@ async fn taps_show_meshed_requests_on_both_sides() {
         .await
         .unwrap()
         .into_inner();
-    let mut outbound = tap_client(&web, "web", creds)
+    let mut outbound = tap_client(&web, "web", creds.clone())
         .observe(observe(1))
+        .await
+        .unwrap()
+        .into_inner();
+    // `--to workload/books`: on the outbound side, known once books' endpoint answers.
+    let to_books = ObserveRequest {
+        limit: 1,
+        max_rps: 0.0,
+        r#match: Some(conduit_api::tap::Match {
+            r#match: Some(r#match::Match::DestinationLabel(r#match::Label {
+                key: "workload".into(),
+                value: "books".into(),
+            })),
+        }),
+    };
+    let mut to_books = tap_client(&web, "web", creds)
+        .observe(to_books)
         .await
         .unwrap()
         .into_inner();
@@ -109,7 +126,7 @@ async fn taps_show_meshed_requests_on_both_sides() {
     assert_eq!(src.identity, identity_name("web"));
     let dst = init.destination.clone().unwrap();
     assert_eq!(dst.identity, identity_name("books"));
-    assert_eq!(dst.labels.get("deployment").unwrap(), "books");
+    assert_eq!(dst.labels.get("workload").unwrap(), "books");
     let Some(Event::RequestInit(req)) = init.event else {
         panic!("{init:?}")
     };
@@ -136,15 +153,24 @@ async fn taps_show_meshed_requests_on_both_sides() {
     // once the response comes from books' proxy.
     let init = next(&mut outbound).await;
     assert_eq!(init.proxy_direction, Direction::Outbound as i32);
-    assert_eq!(
-        init.source.unwrap().labels.get("deployment").unwrap(),
-        "web"
-    );
+    assert_eq!(init.source.unwrap().labels.get("workload").unwrap(), "web");
     let rsp = next(&mut outbound).await;
     assert!(rsp.tls);
     assert_eq!(rsp.destination.unwrap().identity, identity_name("books"));
     let end = next(&mut outbound).await;
     assert!(matches!(end.event, Some(Event::ResponseEnd(_))));
+
+    // The destination-label tap took the first request to books (`/authors/1`), its init
+    // sent late, once the labels were known, and in order.
+    let init = next(&mut to_books).await;
+    let Some(Event::RequestInit(req)) = &init.event else {
+        panic!("{init:?}")
+    };
+    assert_eq!(req.path, "/authors/1");
+    let rsp = next(&mut to_books).await;
+    let dst = rsp.destination.unwrap();
+    assert_eq!(dst.labels.get("pod").unwrap(), "books-0");
+    assert!(matches!(rsp.event, Some(Event::ResponseInit(_))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

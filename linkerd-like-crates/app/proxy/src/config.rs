@@ -38,7 +38,7 @@ pub struct Config {
     /// Where the tap server listens (with an identity only: it serves the controller over
     /// mTLS).
     pub tap_listen: SocketAddr,
-    /// This workload's labels (`namespace=demo,deployment=web,pod=web-1`), for tap events
+    /// This workload's labels (`namespace=demo,workload=web,pod=web-1`), for tap events
     /// and filters.
     pub workload_labels: Option<Arc<conduit_tap::Labels>>,
     /// How both sides serve connections.
@@ -245,7 +245,7 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         let Some(text) = (self.0)(var).filter(|v| !v.trim().is_empty()) else {
             return Ok(None);
         };
-        let expected = "labels as key=value, comma-separated (namespace=demo,deployment=web)";
+        let expected = "labels as key=value, comma-separated (namespace=demo,workload=web)";
         let mut labels = conduit_tap::Labels::new();
         for pair in text.split(',') {
             let (k, v) = pair
@@ -538,12 +538,12 @@ mod tests {
     fn workload_labels_are_key_value_pairs() {
         let c = config(&[(
             "CONDUIT_PROXY_WORKLOAD_LABELS",
-            "namespace=demo, deployment=web,pod=web-1",
+            "namespace=demo, workload=web,pod=web-1",
         )])
         .unwrap();
         let labels = c.workload_labels.unwrap();
         assert_eq!(labels.len(), 3);
-        assert_eq!(labels["deployment"], "web");
+        assert_eq!(labels["workload"], "web");
         assert_eq!(c.tap_listen, "0.0.0.0:4190".parse().unwrap());
         assert!(config(&[]).unwrap().workload_labels.is_none());
     }

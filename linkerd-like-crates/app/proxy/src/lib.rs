@@ -17,7 +17,7 @@
 //! | `CONDUIT_PROXY_INBOUND_FORWARD_ADDR` | unset | where direct (not redirected) inbound connections go |
 //! | `CONDUIT_PROXY_ADMIN_LISTEN_ADDR` | `127.0.0.1:4191` | the admin server |
 //! | `CONDUIT_PROXY_TAP_LISTEN_ADDR` | `0.0.0.0:4190` | the tap server: mTLS, to the controller's identity only; with an identity only |
-//! | `CONDUIT_PROXY_WORKLOAD_LABELS` | unset | this workload's labels, `namespace=demo,deployment=web,pod=web-1`: tap events carry them and tap filters match them |
+//! | `CONDUIT_PROXY_WORKLOAD_LABELS` | unset | this workload's labels, `namespace=demo,workload=web,pod=web-1`: tap events carry them and tap filters match them |
 //! | `CONDUIT_PROXY_OPAQUE_PORTS` | `25,587,3306,4444,5432,6379,9300,11211` | destination ports carried as TCP without detection (ranges like `8000-8010` allowed) |
 //! | `CONDUIT_PROXY_DETECT_TIMEOUT` | `10s` | how long to wait for a client's first bytes before treating it as TCP |
 //! | `CONDUIT_PROXY_DETECT_MAX_BYTES` | `8192` | how many bytes detection reads at most |
