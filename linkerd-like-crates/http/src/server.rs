@@ -52,6 +52,36 @@ const MAX_HEADERS: usize = 100;
 /// How much wider hyper's own head limits are than ours, so that ours speak first.
 pub const HYPER_LIMIT_FACTOR: usize = 4;
 
+/// What [`serve`] needs of a service: what hyper needs, spelled once.
+pub trait HttpService<B>:
+    tower_service::Service<
+        http::Request<Incoming>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<Error>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower_service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Future: Send + 'static,
+            Error: Into<Error>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// What [`serve`] needs of a response body.
+pub trait ResponseBody: Body<Data: Send, Error: Into<Error>> + Send + 'static {}
+
+impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<Error>> + Send + 'static {}
+
 /// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
 /// `drain` is signaled, until in-flight requests finish.
 ///
@@ -67,15 +97,8 @@ pub async fn serve<I, S, B>(
 ) -> Result<(), Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Error>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Error>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     match http {
         Http::Http1 => Box::pin(serve_h1(io, svc, config, drain)).await,
@@ -91,15 +114,8 @@ async fn serve_h1<I, S, B>(
 ) -> Result<(), Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Error>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Error>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let Some(io) = preflight(io, config).await? else {
         return Ok(());
@@ -152,15 +168,8 @@ async fn serve_h2<I, S, B>(
 ) -> Result<(), Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<http::Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Error>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Error>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let svc = TowerToHyperService::new(svc);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
