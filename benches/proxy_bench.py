@@ -437,6 +437,11 @@ backend up_h2
                     out = tapper.communicate(timeout=10)[0]
                     events = next(l for l in out.splitlines() if l.startswith("BENCH events"))
                     tap_events.setdefault(mode, []).append(int(events.split()[-1]))
+        # The tap layer alone, with no sockets: the end-to-end rows above move by more than
+        # its cost from one round to the next.
+        tap_layer = [l for l in run(pinned(PROXY_CORE, [
+            os.path.join(bin_dir, "conduit-bench-tap"), "layer", "1000000"])).stdout.splitlines()
+            if l.startswith("BENCH ")]
     finally:
         for sub in subjects:
             sub.stop()
@@ -491,6 +496,10 @@ backend up_h2
             print(f"| {mode} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['rps'] / base['rps'] - 1:+.1%} | {res['p99'] / base['p99'] - 1:+.1%} "
                   f"| {events} |")
+    print()
+    print("The tap layer alone (a service answering at once; nanoseconds per request):")
+    for line in tap_layer:
+        print("  " + line[len("BENCH "):])
     print()
     print("The meshed pair is two conduit-proxy processes per protocol on the proxy core: its CPU")
     print("is their sum, its RSS the largest one's. mTLS handshakes against the server-side proxy:")

@@ -3,6 +3,8 @@
 //! with the issuer in IDENTITY-DIR), with a filter that matches nothing or everything (at the
 //! proxy's default rate limit), and reads its events until SIGTERM or SIGINT. Prints
 //! `BENCH events N` when it stops. A benchmark helper: it measures nothing by itself.
+//!
+//! `conduit-bench-tap layer [REQUESTS]` measures the tap layer alone (see `layer.rs`).
 #![allow(clippy::expect_used)]
 
 use conduit_api::tap::tap_client::TapClient;
@@ -13,8 +15,16 @@ use conduit_tls::ClientTls;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod layer;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("layer") {
+        let requests = args
+            .get(2)
+            .map_or(1_000_000, |n| n.parse().expect("REQUESTS"));
+        return layer::main(requests);
+    }
     if args.len() != 5 || !matches!(args[4].as_str(), "nothing" | "everything") {
         eprintln!("usage: conduit-bench-tap TAP-ADDR IDENTITY-DIR PROXY-NAME nothing|everything");
         std::process::exit(2);
