@@ -213,6 +213,21 @@ async fn only_the_controller_may_tap() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    // An open tap does not hold up the proxy's shutdown: its stream ends at once.
+    let mut open = tap_client(&books, "books", ctl.controller_credentials().await)
+        .observe(ObserveRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    assert!(books.shutdown().await, "drained within the grace period");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!matches!(bounded(open.message()).await, Ok(Some(_))));
 }
 
 #[tokio::test]

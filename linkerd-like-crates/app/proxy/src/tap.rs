@@ -64,9 +64,19 @@ pub(crate) async fn serve(
                 identity,
             };
             let io = PrefixedIo::new(Bytes::new(), stream);
-            if let Err(error) = conduit_http::server::serve(io, Http::H2, svc, &config, drain).await
-            {
-                tracing::debug!(%error, %client, "tap connection closed with an error");
+            // A tap has no work in flight worth finishing, and its stream never ends by
+            // itself: at shutdown its connection is closed at once instead of holding the
+            // drain until the grace period is over.
+            let mut shutdown = drain.clone();
+            tokio::select! {
+                res = conduit_http::server::serve(io, Http::H2, svc, &config, drain) => {
+                    if let Err(error) = res {
+                        tracing::debug!(%error, %client, "tap connection closed with an error");
+                    }
+                }
+                () = shutdown.signaled() => {
+                    tracing::debug!(%client, "tap connection closed: the proxy is shutting down");
+                }
             }
         });
     }
