@@ -271,6 +271,7 @@ impl Bound {
             let server = TapServer::new(self.taps.clone(), id.controller_name.as_str());
             tokio::spawn(tap::serve(
                 listener,
+                self.config.side.max_connections,
                 tls.server.clone(),
                 server,
                 watch.clone(),

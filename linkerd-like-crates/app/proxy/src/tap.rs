@@ -8,7 +8,7 @@ use conduit_io::PrefixedIo;
 use conduit_stack::drain;
 use conduit_tap::{ClientIdentity, TapServer};
 use conduit_tls::ServerTls;
-use conduit_transport::Listener;
+use conduit_transport::{Accepted, Listener};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -16,69 +16,59 @@ use std::time::Duration;
 /// Handshakes slower than this are cut off.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `server` on `listener` until `drain` is signaled.
+/// Serves `server` on `listener`, at most `max_connections` at a time, until `drain` is
+/// signaled; accepting is the proxy's own loop (`conduit_app_core::serve`).
 pub(crate) async fn serve(
     listener: Listener,
+    max_connections: usize,
     tls: ServerTls,
     server: TapServer,
-    mut drain: drain::Watch,
+    drain: drain::Watch,
 ) {
+    conduit_app_core::serve(listener, max_connections, drain, move |accepted, drain| {
+        let (tls, svc) = (tls.clone(), server.clone().into_service());
+        serve_connection(accepted, tls, svc, drain)
+    })
+    .await
+}
+
+async fn serve_connection<S>(accepted: Accepted, tls: ServerTls, svc: S, drain: drain::Watch)
+where
+    S: conduit_http::server::HttpService<tonic::body::Body>,
+{
+    let client = accepted.client;
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(accepted.stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, %client, "tap: TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%client, "tap: TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = conduit_tls::peer_identity(stream.get_ref().1)
+        .map(|id| ClientIdentity(Arc::from(id.as_str())));
+    let svc = WithIdentity {
+        inner: svc,
+        identity,
+    };
+    let io = PrefixedIo::new(Bytes::new(), stream);
+    // A tap has no work in flight worth finishing, and its stream never ends by itself: at
+    // shutdown its connection is closed at once instead of holding the drain until the grace
+    // period is over.
+    let mut shutdown = drain.clone();
     let config = conduit_http::server::ServerConfig::default();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = drain.signaled() => return,
-        };
-        let accepted = match accepted {
-            Ok(a) => a,
-            Err(error) => {
-                tracing::warn!(%error, "tap: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    tokio::select! {
+        res = conduit_http::server::serve(io, Http::H2, svc, &config, drain) => {
+            if let Err(error) = res {
+                tracing::debug!(%error, %client, "tap connection closed with an error");
             }
-        };
-        let (tls, svc, drain, config) = (
-            tls.clone(),
-            server.clone().into_service(),
-            drain.clone(),
-            config.clone(),
-        );
-        tokio::spawn(async move {
-            let client = accepted.client;
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(accepted.stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, %client, "tap: TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%client, "tap: TLS handshake timed out");
-                        return;
-                    }
-                };
-            let identity = conduit_tls::peer_identity(stream.get_ref().1)
-                .map(|id| ClientIdentity(Arc::from(id.as_str())));
-            let svc = WithIdentity {
-                inner: svc,
-                identity,
-            };
-            let io = PrefixedIo::new(Bytes::new(), stream);
-            // A tap has no work in flight worth finishing, and its stream never ends by
-            // itself: at shutdown its connection is closed at once instead of holding the
-            // drain until the grace period is over.
-            let mut shutdown = drain.clone();
-            tokio::select! {
-                res = conduit_http::server::serve(io, Http::H2, svc, &config, drain) => {
-                    if let Err(error) = res {
-                        tracing::debug!(%error, %client, "tap connection closed with an error");
-                    }
-                }
-                () = shutdown.signaled() => {
-                    tracing::debug!(%client, "tap connection closed: the proxy is shutting down");
-                }
-            }
-        });
+        }
+        () = shutdown.signaled() => {
+            tracing::debug!(%client, "tap connection closed: the proxy is shutting down");
+        }
     }
 }
 
