@@ -50,6 +50,8 @@ pub struct Connection {
     taps: Taps,
     /// This workload's labels, for tap events and filters.
     labels: Option<Arc<Labels>>,
+    /// This proxy's identity, shared by every connection's tap events.
+    identity: Option<Arc<str>>,
 }
 
 /// What is known of an accepted connection once TLS is handled.
@@ -94,10 +96,11 @@ impl Connection {
             config,
             metrics,
             clients,
-            tls,
             policies: None,
             taps: Taps::new(),
             labels: None,
+            identity: tls.as_ref().map(|t| Arc::from(t.server.name().as_str())),
+            tls,
         }
     }
 
@@ -320,10 +323,7 @@ impl Connection {
 
     /// What a tap knows of a connection's two ends.
     fn peers(&self, client: SocketAddr, tls: &TlsLabel, meshed: bool, dst: &Destination) -> Peers {
-        let ours = self
-            .tls
-            .as_ref()
-            .map(|t| Arc::from(t.server.name().as_str()));
+        let ours = self.identity.clone();
         match self.direction {
             Direction::Inbound => Peers {
                 direction: TapDirection::Inbound,
