@@ -62,7 +62,7 @@ fn main() {
         .expect("runtime");
     let events = rt.block_on(async move {
         let channel =
-            conduit_app_proxy::controller::channel(&args[1], Some((tls, proxy))).expect("address");
+            conduit_discovery::channel(&args[1], Some((tls, proxy))).expect("address");
         let mut stream = TapClient::new(channel)
             .observe(ObserveRequest {
                 limit: 0,

@@ -14,9 +14,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod channel;
 mod follow;
 mod resolution;
 
+pub use self::channel::channel;
 pub use self::resolution::{EndpointMeta, ProtocolHint, Resolution};
 pub use conduit_stack::Backoff;
 

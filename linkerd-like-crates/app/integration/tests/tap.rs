@@ -25,7 +25,7 @@ fn tap_client(
         .tap
         .expect("a proxy with an identity serves tap")
         .to_string();
-    TapClient::new(conduit_app_proxy::controller::channel(&addr, Some((tls, name))).unwrap())
+    TapClient::new(conduit_discovery::channel(&addr, Some((tls, name))).unwrap())
 }
 
 fn path_prefix(prefix: &str) -> Option<conduit_api::tap::Match> {

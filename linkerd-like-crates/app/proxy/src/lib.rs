@@ -67,7 +67,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
-pub mod controller;
+
 mod tap;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
@@ -235,7 +235,7 @@ impl Bound {
             _ => None,
         };
         let discovery = match &self.config.destination {
-            Some(d) => match controller::channel(&d.addr, controller_tls.clone()) {
+            Some(d) => match conduit_discovery::channel(&d.addr, controller_tls.clone()) {
                 Ok(channel) => Some(conduit_discovery::Discovery::from_channel(
                     channel,
                     d.context.clone(),
@@ -288,7 +288,7 @@ impl Bound {
                 ready,
                 self.metrics.cert_expiry.clone(),
             ));
-            match controller::channel(&id.svc_addr, controller_tls) {
+            match conduit_discovery::channel(&id.svc_addr, controller_tls) {
                 Ok(channel) => {
                     let client = IdentityClient::new(channel);
                     let certify = conduit_identity::certify::Config {

@@ -1,7 +1,8 @@
-//! Connections to the controller: one connector for the Destination, Policy and Identity
-//! APIs. With an identity, the proxy speaks TLS to the controller and checks that it is the
-//! controller (its identity, chained to the trust anchors), so the token and CSR it sends
-//! never cross in clear; its own certificate goes along once it has one.
+//! gRPC channels over mTLS: the proxy's to the controller (Destination, Policy, Identity)
+//! and the controller's to proxies (Tap, proxy stats). With TLS, the client checks that the
+//! peer is the identity it expects (chained to the trust anchors), so what it sends (a
+//! token, a CSR, a tap filter) never crosses in clear; its own certificate goes along when
+//! it has one.
 
 use conduit_io::Io;
 use conduit_tls::{ClientTls, Name};
@@ -11,7 +12,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tonic::transport::Channel;
 
-/// Connects to the controller at `addr` (`host:port`), with TLS for `tls`'s name if given.
+/// Connects to `addr` (`host:port`), with TLS for `tls`'s name if given.
 #[derive(Clone, Debug)]
 pub struct Connector {
     addr: String,
@@ -45,14 +46,14 @@ impl tower_service::Service<http::Uri> for Connector {
     }
 }
 
-/// A channel to the controller at `addr`, connecting lazily and again whenever needed.
+/// A channel to `addr`, connecting lazily and again whenever needed.
 pub fn channel(
     addr: &str,
     tls: Option<(ClientTls, Name)>,
-) -> Result<Channel, conduit_discovery::InvalidControllerAddr> {
+) -> Result<Channel, crate::InvalidControllerAddr> {
     let connector = Connector {
         addr: addr.to_string(),
         tls,
     };
-    Ok(conduit_discovery::controller_endpoint(addr)?.connect_with_connector_lazy(connector))
+    Ok(crate::controller_endpoint(addr)?.connect_with_connector_lazy(connector))
 }
