@@ -15,6 +15,7 @@
 //!             identity: books.demo.serviceaccount.identity.conduit.cluster.local
 //!             protocol: h2              # optional: h2 or opaque
 //!             labels: {pod: books-0, workload: books}
+//!             tapPort: 4190             # optional: its proxy's tap port
 //! profiles:
 //!   - service: books.demo.svc.cluster.local
 //!     routes:
@@ -29,7 +30,7 @@
 //! error leaves the last good state in place; the error is logged with its line and reason.
 
 use crate::index::Index;
-use crate::model::{Endpoint, Port, ProtocolHint, Service, ServiceKey};
+use crate::model::{Endpoint, Port, ProtocolHint, Service, ServiceKey, DEFAULT_TAP_PORT};
 use crate::profile::ProfileSpec;
 use conduit_api::destination::DestinationProfile;
 use serde::Deserialize;
@@ -99,6 +100,8 @@ struct EndpointSpec {
     protocol: Option<Protocol>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    #[serde(default)]
+    tap_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -188,6 +191,7 @@ pub fn parse(text: &str, path: &str) -> Result<State, RegistryError> {
                         Some(Protocol::H2) => ProtocolHint::H2,
                         Some(Protocol::Opaque) => ProtocolHint::Opaque,
                     },
+                    tap_port: e.tap_port.unwrap_or(DEFAULT_TAP_PORT),
                 };
                 if endpoints.insert(e.address, endpoint).is_some() {
                     return Err(invalid(format!(

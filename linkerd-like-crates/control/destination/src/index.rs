@@ -177,11 +177,25 @@ struct Indexed {
 }
 
 impl Indexed {
-    fn new(service: Service) -> Self {
+    /// Each endpoint served carries its service's `service` and `namespace` labels (unless it
+    /// has its own), so a client's metrics say which service a request went to, whatever
+    /// name or address the application used for it.
+    fn new(key: &ServiceKey, service: Service) -> Self {
         let sets = service
             .ports
             .iter()
-            .map(|(port, p)| (*port, Arc::new(p.endpoints.clone())))
+            .map(|(port, p)| {
+                let mut endpoints = p.endpoints.clone();
+                for e in endpoints.values_mut() {
+                    e.labels
+                        .entry("service".into())
+                        .or_insert_with(|| key.name.clone());
+                    e.labels
+                        .entry("namespace".into())
+                        .or_insert_with(|| key.namespace.clone());
+                }
+                (*port, Arc::new(endpoints))
+            })
             .collect();
         Self { service, sets }
     }
@@ -374,7 +388,7 @@ impl Inner {
                 .or_default()
                 .push((key.clone(), endpoint.clone()));
         }
-        self.services.insert(key, Indexed::new(service));
+        self.services.insert(key.clone(), Indexed::new(&key, service));
     }
 
     fn remove_service(&mut self, key: &ServiceKey) {
@@ -583,7 +597,13 @@ mod tests {
         assert_eq!(snap.version, 3);
         let delta = snap.delta.clone().unwrap();
         assert_eq!(delta.removed, ["10.1.0.1:7001".parse().unwrap()]);
-        assert_eq!(delta.added, [ep("10.1.0.2:7001")]);
+        // Served endpoints carry their service's labels.
+        let mut added = ep("10.1.0.2:7001");
+        added.labels = BTreeMap::from([
+            ("namespace".to_string(), "demo".to_string()),
+            ("service".to_string(), "books".to_string()),
+        ]);
+        assert_eq!(delta.added, [added]);
 
         index.set_service(key, None);
         assert_eq!(rx.borrow_and_update().view, View::Unknown);

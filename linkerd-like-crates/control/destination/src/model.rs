@@ -67,7 +67,12 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// How to talk to it.
     pub protocol: ProtocolHint,
+    /// The port its proxy serves tap and stats on (to the controller only), when it has one.
+    pub tap_port: u16,
 }
+
+/// The port an injected proxy serves tap and stats on.
+pub const DEFAULT_TAP_PORT: u16 = 4190;
 
 impl Endpoint {
     /// An endpoint at `addr` with no metadata.
@@ -78,6 +83,7 @@ impl Endpoint {
             identity: None,
             labels: BTreeMap::new(),
             protocol: ProtocolHint::Unknown,
+            tap_port: DEFAULT_TAP_PORT,
         }
     }
 }

@@ -12,7 +12,9 @@
 
 use crate::crd::ServiceProfile;
 use crate::objects::{key_of, Changed, Objects};
-use conduit_control_destination::model::{self, Endpoint, Port, ProtocolHint, ServiceKey};
+use conduit_control_destination::model::{
+    self, Endpoint, Port, ProtocolHint, ServiceKey, DEFAULT_TAP_PORT,
+};
 use conduit_control_destination::Index;
 use conduit_identity::{Domain, Workload};
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -171,6 +173,7 @@ pub fn service_model(
                         },
                         identity,
                         labels,
+                        tap_port: DEFAULT_TAP_PORT,
                     };
                     if is_ready {
                         ready.insert(addr, endpoint);
