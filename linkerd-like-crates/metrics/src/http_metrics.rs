@@ -1,5 +1,8 @@
 use crate::prom::{escape_label_value, EncodeLabels};
-use crate::{Counter, Direction, Encoder, Family, Histogram, ServerIdLabel, TlsLabel};
+use crate::{
+    Counter, DestinationLabels, Direction, Encoder, Family, HdrLatency, Histogram,
+    ResponseSnapshot, ServerIdLabel, TlsLabel,
+};
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
 use pin_project::{pin_project, pinned_drop};
@@ -43,6 +46,8 @@ struct ResponseLabels {
     route: Option<Arc<str>>,
     /// The server's identity, when the response came over mTLS from another proxy.
     server_id: Option<Arc<str>>,
+    /// The endpoint's labels, when the response came from a discovered endpoint.
+    dst: Option<DestinationLabels>,
 }
 
 /// The profile route a response's request matched. A router puts it in the response's
@@ -54,6 +59,8 @@ pub struct RouteLabel(pub Arc<str>);
 struct ResponseStats {
     total: Counter,
     latency: Histogram,
+    /// The same latencies, exactly, for the controller's percentiles.
+    hdr: HdrLatency,
 }
 
 /// HTTP request metrics, shared by every connection of a proxy.
@@ -70,6 +77,32 @@ impl HttpMetrics {
             metrics: self.clone(),
             target,
         }
+    }
+
+    /// Every response label set's count and latencies.
+    pub fn snapshot(&self) -> Vec<ResponseSnapshot> {
+        self.responses
+            .snapshot()
+            .into_iter()
+            .map(|(labels, stats)| ResponseSnapshot {
+                direction: labels.request.target.direction,
+                authority: labels
+                    .request
+                    .authority
+                    .as_ref()
+                    .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
+                tls: match labels.server_id {
+                    Some(id) => TlsLabel::Server(id),
+                    None => labels.request.target.tls,
+                },
+                status: labels.status,
+                success: labels.success,
+                route: labels.route,
+                dst: labels.dst,
+                count: stats.total.get(),
+                latency_us: stats.hdr.recorded(),
+            })
+            .collect()
     }
 
     /// Writes the HTTP families.
@@ -131,6 +164,9 @@ impl EncodeLabels for ResponseLabels {
             escape_label_value(route, out);
             out.push('"');
         }
+        if let Some(dst) = &self.dst {
+            dst.encode(out);
+        }
     }
 }
 
@@ -190,6 +226,7 @@ struct ResponseKey {
     success: bool,
     route: Option<Arc<str>>,
     server_id: Option<Arc<str>>,
+    dst: Option<DestinationLabels>,
 }
 
 /// A response's labels and their metrics.
@@ -247,6 +284,7 @@ impl Handles {
             success: key.success,
             route: key.route.clone(),
             server_id: key.server_id.clone(),
+            dst: key.dst.clone(),
         };
         // Bounded like requests: one authority's statuses make a handful of label sets.
         let responses = &metrics.responses;
@@ -336,6 +374,7 @@ where
                 handles,
                 route: rsp.extensions().get::<RouteLabel>().map(|r| r.0.clone()),
                 server_id: rsp.extensions().get::<ServerIdLabel>().map(|s| s.0.clone()),
+                dst: rsp.extensions().get::<DestinationLabels>().cloned(),
                 status: rsp.status().as_u16(),
                 latency: start.elapsed(),
                 failed: rsp.status().is_server_error() || grpc_failed == Some(true),
@@ -358,6 +397,7 @@ struct Pending {
     handles: Arc<Handles>,
     route: Option<Arc<str>>,
     server_id: Option<Arc<str>>,
+    dst: Option<DestinationLabels>,
     status: u16,
     latency: Duration,
     failed: bool,
@@ -371,10 +411,12 @@ impl Pending {
             success,
             route: self.route,
             server_id: self.server_id,
+            dst: self.dst,
         };
         let stats = self.handles.response(&self.recorder.metrics, key);
         stats.total.incr();
         stats.latency.record(self.latency);
+        stats.hdr.record(self.latency);
     }
 }
 
@@ -603,6 +645,54 @@ mod tests {
             );
             assert!(t.contains(&line), "{line} in {t}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn endpoint_labels_and_exact_latencies_reach_text_and_snapshot() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) =
+            mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        let dst = DestinationLabels(Arc::new(
+            [("service", "books"), ("pod", "books-0")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+        ));
+        handle.allow(3);
+        for ms in [7, 7, 250] {
+            let req = http::Request::builder()
+                .uri("http://books:80/")
+                .body(())
+                .unwrap();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            let fut = svc.call(req);
+            let (_, send) = handle.next_request().await.unwrap();
+            tokio::time::advance(Duration::from_millis(ms)).await;
+            let mut rsp = http::Response::new(Full::from("ok"));
+            rsp.extensions_mut().insert(dst.clone());
+            send.send_response(rsp);
+            fut.await.unwrap().into_body().collect().await.unwrap();
+        }
+        let t = text(&metrics);
+        let rl = format!(
+            r#"{L},status_code="200",classification="success",dst_pod="books-0",dst_service="books""#
+        );
+        assert!(t.contains(&format!("response_total{{{rl}}} 3\n")), "{t}");
+
+        let snap = metrics.snapshot();
+        assert_eq!(snap.len(), 1);
+        let s = &snap[0];
+        assert_eq!((s.count, s.status, s.success), (3, 200, true));
+        assert_eq!(s.dst.as_ref(), Some(&dst));
+        assert_eq!(s.authority.as_deref(), Some("books:80"));
+        // Two buckets, each within 1% of the latency recorded.
+        assert_eq!(s.latency_us.len(), 2, "{:?}", s.latency_us);
+        let (v, n) = s.latency_us[0];
+        assert_eq!(n, 2);
+        assert!((7_000..=7_070).contains(&v), "{v}");
+        let (v, n) = s.latency_us[1];
+        assert_eq!(n, 1);
+        assert!((250_000..=252_500).contains(&v), "{v}");
     }
 
     /// A body that yields the frames it was given.

@@ -5,7 +5,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `request_total` | counter | `direction`, `authority`, `target_addr`, `tls` (+ `client_id`) |
-//! | `response_total` | counter | the above + `status_code`, `classification`, `route`; `server_id` for responses over outbound mTLS |
+//! | `response_total` | counter | the above + `status_code`, `classification`, `route`; `server_id` for responses over outbound mTLS; `dst_*` for the endpoint's labels (`dst_service`, `dst_namespace`, `dst_workload`, `dst_pod`) when the controller named them |
 //! | `response_latency_ms` | histogram | the above |
 //! | `tcp_open_total`, `tcp_close_total` | counter | `direction`, `peer`, `target_addr`, `tls` (+ `client_id` or `server_id`) |
 //! | `tcp_open_connections` | gauge | same |
@@ -23,6 +23,10 @@
 //! classified when its stream ends: `failure` for a 5xx status, a non-zero `grpc-status`
 //! (in headers or trailers) or a stream that errored; `success` otherwise.
 //!
+//! Each response label set also keeps its latencies in an HDR histogram (microseconds, 2
+//! significant figures), which [`HttpMetrics::snapshot`] hands to the controller for exact
+//! percentiles.
+//!
 //! The hot path costs one map lookup under a read lock per request and per response, then
 //! atomic adds. Label sets live for the life of the process, as in Prometheus clients.
 //!
@@ -32,15 +36,21 @@
 #![forbid(unsafe_code)]
 
 mod authz;
+mod dst;
 mod family;
 mod http_metrics;
+mod latency;
 mod prom;
+mod snapshot;
 mod tcp;
 mod tls;
 mod value;
 
 pub use self::authz::AuthzMetrics;
+pub use self::dst::DestinationLabels;
 pub use self::family::Family;
+pub use self::latency::{HdrLatency, LATENCY_SIGFIG};
+pub use self::snapshot::{ResponseSnapshot, TcpSnapshot};
 pub use self::http_metrics::{
     HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseFuture,
     RouteLabel, MAX_AUTHORITIES,

@@ -1,6 +1,6 @@
 use crate::prom::EncodeLabels;
 use crate::TlsLabel;
-use crate::{Counter, Direction, Encoder, Family, Gauge};
+use crate::{Counter, Direction, Encoder, Family, Gauge, TcpSnapshot};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +72,21 @@ impl TcpMetrics {
         stats.open_total.incr();
         stats.open.incr();
         TcpConnection { stats }
+    }
+
+    /// Every label set's open and opened connections.
+    pub fn snapshot(&self) -> Vec<TcpSnapshot> {
+        self.family
+            .snapshot()
+            .into_iter()
+            .map(|(labels, stats)| TcpSnapshot {
+                direction: labels.direction,
+                accepted: labels.peer == Peer::Src,
+                tls: labels.tls,
+                open: u64::try_from(stats.open.get()).unwrap_or(0),
+                opened: stats.open_total.get(),
+            })
+            .collect()
     }
 
     /// Writes the TCP families.

@@ -36,11 +36,7 @@ pub struct Peers {
     pub tls: bool,
 }
 
-/// The labels of the endpoint a response came from. A router that balances over discovered
-/// endpoints puts them in the response's extensions; they complete an outbound request's
-/// destination labels, which are unknown when it starts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DestinationLabels(pub Arc<Labels>);
+pub use conduit_metrics::DestinationLabels;
 
 /// Taps each request of one connection.
 #[derive(Clone, Debug)]
