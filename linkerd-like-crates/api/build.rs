@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "identity.proto",
         "policy.proto",
         "tap.proto",
+        "stats.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={proto_dir}/{file}");

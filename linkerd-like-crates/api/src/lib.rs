@@ -8,6 +8,8 @@
 //! - [`policy`]: inbound authorization per port (`WatchPort`).
 //! - [`tap`]: live requests from a proxy (`Tap.Observe`) and merged by the controller
 //!   (`TapByResource.Watch`).
+//! - [`stats`]: a proxy's counts and latency histograms (`ProxyStats.Get`) and the
+//!   controller's aggregates of them (`Stats`).
 //!
 //! Besides the generated types, [`addr`] converts between the wire's addresses and std's.
 
@@ -57,4 +59,15 @@ pub mod policy {
 )]
 pub mod tap {
     tonic::include_proto!("conduit.tap");
+}
+
+/// The Stats API (`proto/stats.proto`).
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations
+)]
+pub mod stats {
+    tonic::include_proto!("conduit.stats");
 }

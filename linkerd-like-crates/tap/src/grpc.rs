@@ -39,6 +39,20 @@ impl TapServer {
     }
 }
 
+/// Lets `req` through only if its client is `authorized`: PERMISSION_DENIED for another
+/// identity, UNAUTHENTICATED without one. Every service on the tap port checks with it.
+pub fn authorize<T>(req: &Request<T>, authorized: &str) -> Result<(), Status> {
+    match req.extensions().get::<ClientIdentity>() {
+        Some(ClientIdentity(id)) if **id == *authorized => Ok(()),
+        Some(ClientIdentity(id)) => Err(Status::permission_denied(format!(
+            "{id} may not use this proxy's tap port: only {authorized} may"
+        ))),
+        None => Err(Status::unauthenticated(format!(
+            "the tap port needs mTLS as {authorized}"
+        ))),
+    }
+}
+
 #[tonic::async_trait]
 impl api::tap_server::Tap for TapServer {
     type ObserveStream = EventStream;
@@ -47,21 +61,7 @@ impl api::tap_server::Tap for TapServer {
         &self,
         req: Request<api::ObserveRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        match req.extensions().get::<ClientIdentity>() {
-            Some(ClientIdentity(id)) if *id == self.authorized => {}
-            Some(ClientIdentity(id)) => {
-                return Err(Status::permission_denied(format!(
-                    "{id} may not tap this proxy: only {} may",
-                    self.authorized
-                )))
-            }
-            None => {
-                return Err(Status::unauthenticated(format!(
-                    "tap needs mTLS as {}",
-                    self.authorized
-                )))
-            }
-        }
+        authorize(&req, &self.authorized)?;
         let req = req.into_inner();
         let filter =
             Match::from_api(req.r#match).map_err(|e| Status::invalid_argument(e.to_string()))?;

@@ -16,7 +16,7 @@
 //! | `CONDUIT_PROXY_INBOUND_LISTEN_ADDR` | `0.0.0.0:4143` | where connections to the workload arrive |
 //! | `CONDUIT_PROXY_INBOUND_FORWARD_ADDR` | unset | where direct (not redirected) inbound connections go |
 //! | `CONDUIT_PROXY_ADMIN_LISTEN_ADDR` | `127.0.0.1:4191` | the admin server |
-//! | `CONDUIT_PROXY_TAP_LISTEN_ADDR` | `0.0.0.0:4190` | the tap server: mTLS, to the controller's identity only; with an identity only |
+//! | `CONDUIT_PROXY_TAP_LISTEN_ADDR` | `0.0.0.0:4190` | the tap port: live taps (`Tap`) and golden metrics with HDR latencies (`ProxyStats`), over mTLS, to the controller's identity only; with an identity only |
 //! | `CONDUIT_PROXY_WORKLOAD_LABELS` | unset | this workload's labels, `namespace=demo,workload=web,pod=web-1`: tap events carry them and tap filters match them |
 //! | `CONDUIT_PROXY_OPAQUE_PORTS` | `25,587,3306,4444,5432,6379,9300,11211` | destination ports carried as TCP without detection (ranges like `8000-8010` allowed) |
 //! | `CONDUIT_PROXY_DETECT_TIMEOUT` | `10s` | how long to wait for a client's first bytes before treating it as TCP |
@@ -68,6 +68,7 @@
 
 pub mod config;
 
+mod stats;
 mod tap;
 pub use conduit_app_admin::{shutdown_signal, trace};
 
@@ -269,11 +270,18 @@ impl Bound {
         .with_taps(self.taps.clone(), labels);
         if let (Some(listener), Some(tls), Some(id)) = (self.tap, &tls, &self.config.identity) {
             let server = TapServer::new(self.taps.clone(), id.controller_name.as_str());
+            let stats = stats::ProxyStatsServer::new(
+                self.metrics.clone(),
+                self.config.workload_labels.as_deref(),
+                id.name.as_str(),
+                id.controller_name.as_str(),
+            );
             tokio::spawn(tap::serve(
                 listener,
                 self.config.side.max_connections,
                 tls.server.clone(),
                 server,
+                stats,
                 watch.clone(),
             ));
         }

@@ -1,11 +1,12 @@
-//! The tap server: the proxy's `Tap` gRPC service on its tap port, over mTLS, answering the
-//! controller's identity only (`TapServer` refuses any other with PERMISSION_DENIED, and a
-//! client without a certificate with UNAUTHENTICATED).
+//! The tap port: the proxy's `Tap` and `ProxyStats` gRPC services, over mTLS, answering the
+//! controller's identity only (each refuses any other with PERMISSION_DENIED, and a client
+//! without a certificate with UNAUTHENTICATED; see `conduit_tap::authorize`).
 
 use bytes::Bytes;
 use conduit_http::Http;
 use conduit_io::PrefixedIo;
 use conduit_stack::drain;
+use crate::stats::ProxyStatsServer;
 use conduit_tap::{ClientIdentity, TapServer};
 use conduit_tls::ServerTls;
 use conduit_transport::{Accepted, Listener};
@@ -16,20 +17,59 @@ use std::time::Duration;
 /// Handshakes slower than this are cut off.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `server` on `listener`, at most `max_connections` at a time, until `drain` is
-/// signaled; accepting is the proxy's own loop (`conduit_app_core::serve`).
+/// Serves `tap` and `stats` on `listener`, at most `max_connections` at a time, until
+/// `drain` is signaled; accepting is the proxy's own loop (`conduit_app_core::serve`).
 pub(crate) async fn serve(
     listener: Listener,
     max_connections: usize,
     tls: ServerTls,
-    server: TapServer,
+    tap: TapServer,
+    stats: ProxyStatsServer,
     drain: drain::Watch,
 ) {
     conduit_app_core::serve(listener, max_connections, drain, move |accepted, drain| {
-        let (tls, svc) = (tls.clone(), server.clone().into_service());
-        serve_connection(accepted, tls, svc, drain)
+        let svc = TapPort {
+            tap: tap.clone().into_service(),
+            stats: ProxyStatsApi::new(stats.clone()),
+        };
+        serve_connection(accepted, tls.clone(), svc, drain)
     })
     .await
+}
+
+type TapApi = conduit_api::tap::tap_server::TapServer<TapServer>;
+type ProxyStatsApi = conduit_api::stats::proxy_stats_server::ProxyStatsServer<ProxyStatsServer>;
+
+/// The tap port's two services, told apart by the gRPC path's service name.
+#[derive(Clone, Debug)]
+struct TapPort {
+    tap: TapApi,
+    stats: ProxyStatsApi,
+}
+
+const STATS_PATH: &str = "/conduit.stats.ProxyStats/";
+
+impl<B> tower_service::Service<http::Request<B>> for TapPort
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Both are always ready (tonic's generated servers are).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path().starts_with(STATS_PATH) {
+            self.stats.call(req)
+        } else {
+            self.tap.call(req)
+        }
+    }
 }
 
 async fn serve_connection<S>(accepted: Accepted, tls: ServerTls, svc: S, drain: drain::Watch)
