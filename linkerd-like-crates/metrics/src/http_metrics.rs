@@ -50,6 +50,14 @@ struct ResponseLabels {
     dst: Option<DestinationLabels>,
 }
 
+/// How the profile route's response classes classify a response, when one matched; without
+/// it, a 5xx status or a non-zero `grpc-status` is a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseClass {
+    /// Whether the response is a failure.
+    pub failure: bool,
+}
+
 /// The profile route a response's request matched. A router puts it in the response's
 /// extensions; the response metrics then carry a `route` label.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,6 +377,7 @@ where
         let rsp = ready!(this.inner.poll(cx))?;
         let pending = this.state.take().map(|(recorder, handles, start)| {
             let grpc_failed = grpc_failed(rsp.headers());
+            let class = rsp.extensions().get::<ResponseClass>().map(|c| c.failure);
             Pending {
                 recorder,
                 handles,
@@ -377,7 +386,9 @@ where
                 dst: rsp.extensions().get::<DestinationLabels>().cloned(),
                 status: rsp.status().as_u16(),
                 latency: start.elapsed(),
-                failed: rsp.status().is_server_error() || grpc_failed == Some(true),
+                failed: class
+                    .unwrap_or(rsp.status().is_server_error() || grpc_failed == Some(true)),
+                classified: class.is_some(),
             }
         });
         Poll::Ready(Ok(rsp.map(|inner| ResponseBody { inner, pending })))
@@ -401,10 +412,25 @@ struct Pending {
     status: u16,
     latency: Duration,
     failed: bool,
+    /// A route's class decided `failed`: the trailers do not change it (an error still does).
+    classified: bool,
+}
+
+/// How a response's stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    Ok,
+    GrpcFailed,
+    Error,
 }
 
 impl Pending {
-    fn record(self, failed: bool) {
+    fn record(self, end: End) {
+        let failed = match end {
+            End::Ok => false,
+            End::GrpcFailed => !self.classified,
+            End::Error => true,
+        };
         let success = !(self.failed || failed);
         let key = ResponseKey {
             status: self.status,
@@ -439,18 +465,19 @@ impl<B: Body> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let failed = match &frame {
-            None => Some(false),
-            Some(Err(_)) => Some(true),
+        let end = match &frame {
+            None => Some(End::Ok),
+            Some(Err(_)) => Some(End::Error),
             Some(Ok(f)) => match f.trailers_ref() {
-                Some(trailers) => Some(grpc_failed(trailers) == Some(true)),
-                None if this.inner.is_end_stream() => Some(false),
+                Some(trailers) if grpc_failed(trailers) == Some(true) => Some(End::GrpcFailed),
+                Some(_) => Some(End::Ok),
+                None if this.inner.is_end_stream() => Some(End::Ok),
                 None => None,
             },
         };
-        if let Some(failed) = failed {
+        if let Some(end) = end {
             if let Some(p) = this.pending.take() {
-                p.record(failed);
+                p.record(end);
             }
         }
         Poll::Ready(frame)
@@ -471,7 +498,7 @@ impl<B> PinnedDrop for ResponseBody<B> {
         // A body dropped before its end (the client went away, or the server never read an
         // empty body) is classified by what its headers said.
         if let Some(p) = self.project().pending.take() {
-            p.record(false);
+            p.record(End::Ok);
         }
     }
 }
@@ -693,6 +720,57 @@ mod tests {
         let (v, n) = s.latency_us[1];
         assert_eq!(n, 1);
         assert!((250_000..=252_500).contains(&v), "{v}");
+    }
+
+    #[tokio::test]
+    async fn a_route_class_decides_over_the_status_and_trailers_but_not_errors() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) = mock::pair::<http::Request<()>, http::Response<_>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        let grpc_unavailable = || {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", "14".parse().unwrap());
+            vec![Frame::trailers(trailers)]
+        };
+        let cases = [
+            // A 500 the route calls a success.
+            (500, Some(false), vec![]),
+            // A 200 the route calls a failure.
+            (201, Some(true), vec![]),
+            // A class that says success is not overruled by trailers.
+            (202, Some(false), grpc_unavailable()),
+            // Without a class, the default.
+            (203, None, grpc_unavailable()),
+        ];
+        handle.allow(cases.len() as u64);
+        for (status, class, frames) in cases {
+            let req = http::Request::builder()
+                .uri("http://books:80/")
+                .body(())
+                .unwrap();
+            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+            let fut = svc.call(req);
+            let (_, send) = handle.next_request().await.unwrap();
+            let mut rsp = http::Response::builder()
+                .status(status)
+                .body(Frames(frames.into()))
+                .unwrap();
+            if let Some(failure) = class {
+                rsp.extensions_mut().insert(ResponseClass { failure });
+            }
+            send.send_response(rsp);
+            fut.await.unwrap().into_body().collect().await.unwrap();
+        }
+        let t = text(&metrics);
+        for (status, class) in [
+            (500, "success"),
+            (201, "failure"),
+            (202, "success"),
+            (203, "failure"),
+        ] {
+            let rl = format!(r#"{L},status_code="{status}",classification="{class}""#);
+            assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
+        }
     }
 
     /// A body that yields the frames it was given.

@@ -21,7 +21,8 @@
 //! `response_latency_ms` is the time from the request reaching the proxy to the response's
 //! headers (close to time-to-first-byte), in Linkerd's millisecond buckets. A response is
 //! classified when its stream ends: `failure` for a 5xx status, a non-zero `grpc-status`
-//! (in headers or trailers) or a stream that errored; `success` otherwise.
+//! (in headers or trailers) or a stream that errored; `success` otherwise. A profile route's
+//! response classes, when one matches the status, decide instead ([`ResponseClass`]).
 //!
 //! Each response label set also keeps its latencies in an HDR histogram (microseconds, 2
 //! significant figures), which [`HttpMetrics::snapshot`] hands to the controller for exact
@@ -52,8 +53,8 @@ pub use self::family::Family;
 pub use self::latency::{HdrLatency, LATENCY_SIGFIG};
 pub use self::snapshot::{ResponseSnapshot, TcpSnapshot};
 pub use self::http_metrics::{
-    HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseFuture,
-    RouteLabel, MAX_AUTHORITIES,
+    HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseClass,
+    ResponseFuture, RouteLabel, MAX_AUTHORITIES,
 };
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
 pub use self::tcp::{Peer, PendingTcp, TcpConnection, TcpLabels, TcpMetrics};

@@ -24,7 +24,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// A profile's routes, in match order.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
-    routes: Vec<Route>,
+    routes: Vec<Arc<Route>>,
 }
 
 /// One route.
@@ -76,7 +76,7 @@ impl Routes {
             .routes
             .iter()
             .filter_map(|r| match Route::compile(r) {
-                Ok(route) => Some(route),
+                Ok(route) => Some(Arc::new(route)),
                 Err(error) => {
                     tracing::warn!(%error, "ignoring a profile route");
                     None
@@ -87,7 +87,7 @@ impl Routes {
     }
 
     /// The first route `req` matches.
-    pub fn find<B>(&self, req: &http::Request<B>) -> Option<&Route> {
+    pub fn find<B>(&self, req: &http::Request<B>) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.condition.matches(req))
     }
 

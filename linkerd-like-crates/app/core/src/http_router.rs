@@ -7,7 +7,7 @@ use conduit_balance::Picked;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, NewConnection, Slot};
 use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
-use conduit_metrics::{RouteLabel, ServerIdLabel};
+use conduit_metrics::{ResponseClass, RouteLabel, ServerIdLabel};
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
 use http::{Method, StatusCode};
@@ -214,7 +214,7 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
 /// timeout bounds the whole wait for response headers (queueing for endpoints included).
 #[derive(Debug, Default)]
 struct RouteInfo {
-    name: Option<Arc<str>>,
+    route: Option<Arc<conduit_route::Route>>,
     timeout: Option<Duration>,
 }
 
@@ -223,8 +223,8 @@ impl RouteInfo {
         let routes = balancer.routes();
         match routes.find(req) {
             Some(route) => RouteInfo {
-                name: Some(route.name().clone()),
                 timeout: route.timeout(),
+                route: Some(route.clone()),
             },
             None => RouteInfo::default(),
         }
@@ -236,7 +236,7 @@ impl RouteInfo {
             handle,
             deadline: self.timeout.map(tokio::time::sleep),
             timeout: self.timeout.unwrap_or_default(),
-            name: self.name,
+            route: self.route,
             grpc,
         }
     }
@@ -252,7 +252,7 @@ struct Routed<F> {
     #[pin]
     deadline: Option<tokio::time::Sleep>,
     timeout: Duration,
-    name: Option<Arc<str>>,
+    route: Option<Arc<conduit_route::Route>>,
     grpc: bool,
 }
 
@@ -271,11 +271,14 @@ where
                 _ => return Poll::Pending,
             },
         };
-        let Some(name) = this.name.take() else {
+        let Some(route) = this.route.take() else {
             return Poll::Ready(result);
         };
         let mut rsp = result.unwrap_or_else(|e| errors::response(&e, *this.grpc));
-        rsp.extensions_mut().insert(RouteLabel(name));
+        if let Some(failure) = route.is_failure(rsp.status()) {
+            rsp.extensions_mut().insert(ResponseClass { failure });
+        }
+        rsp.extensions_mut().insert(RouteLabel(route.name().clone()));
         Poll::Ready(Ok(rsp))
     }
 }
