@@ -137,6 +137,15 @@ pub struct Args {
     )]
     pub cluster_networks: Vec<ipnet::IpNet>,
 
+    /// How often every meshed proxy's golden metrics are pulled for the Stats API.
+    #[arg(
+        long,
+        default_value = "10s",
+        value_parser = humantime::parse_duration,
+        env = "CONDUIT_CONTROLLER_STATS_INTERVAL"
+    )]
+    pub stats_interval: std::time::Duration,
+
     /// The log filter (`info`, `warn,conduit=debug`).
     #[arg(long, default_value = "info", env = "CONDUIT_CONTROLLER_LOG")]
     pub log: String,
@@ -170,6 +179,7 @@ impl Args {
             .iter()
             .filter_map(|n| n.parse().ok())
             .collect(),
+            stats_interval: std::time::Duration::from_secs(10),
             log: "info".into(),
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! | port | what |
 //! |---|---|
-//! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`), Policy (`WatchPort`) |
+//! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`), Policy (`WatchPort`), TapByResource (`Watch`), Stats (`Stat`, `Routes`, `Edges`) |
 //! | `:9990` | admin: `/metrics`, `/ready`, `/live`; `/meshed-endpoints` (the meshed proxies it knows), `/identity/trust-anchors.pem` and `/identity/issuer.pem` (public certificates, for `conduit check`) |
 //!
 //! Discovery comes from one source behind one index: a watched YAML file
@@ -27,6 +27,7 @@ use conduit_app_admin::{Admin, LogLevel};
 use conduit_control_ca::{IdentityService, IssuerFiles, LocalTokens, TokenVerifier};
 use conduit_control_destination::{file, DestinationService, Index};
 use conduit_control_policy::{PolicyIndex, PolicyService};
+use conduit_control_viz::{Clients, Collector, StatsService, TapService};
 use conduit_stack::drain;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,6 +75,8 @@ struct Identity {
     service: IdentityService,
     issuer: IssuerWatch,
     tls: conduit_tls::ServerTls,
+    /// The controller's own certificate, also presented to proxies' tap ports.
+    credentials: Arc<conduit_identity::Credentials>,
 }
 
 type IssuerWatch = tokio::sync::watch::Receiver<Option<Arc<conduit_control_ca::Issuer>>>;
@@ -199,12 +202,13 @@ async fn identity(
     );
     let credentials = tls::certify_self(issuer.clone(), &args.domain(), args.identity_lifetime)
         .map_err(|e| StartError::Identity(format!("the controller's own certificate: {e}")))?;
-    let tls = conduit_tls::ServerTls::new(credentials)
+    let tls = conduit_tls::ServerTls::new(credentials.clone())
         .map_err(|e| StartError::Identity(e.to_string()))?;
     Ok(Some(Identity {
         service,
         issuer,
         tls,
+        credentials,
     }))
 }
 
@@ -274,13 +278,30 @@ impl Bound {
 
         let destination = DestinationService::new(self.index.clone()).into_server();
         let mut grpc_drain = watch.clone();
-        let (identity, tls) = match self.identity {
-            Some(id) => (Some(id.service.into_server()), Some(id.tls)),
-            None => (None, None),
+        let (identity, tls, credentials) = match self.identity {
+            Some(id) => (
+                Some(id.service.into_server()),
+                Some(id.tls),
+                Some(id.credentials),
+            ),
+            None => (None, None, None),
         };
+        // Proxies serve tap and stats over mTLS only: without an identity, both APIs answer
+        // FAILED_PRECONDITION saying so.
+        let clients = match Clients::new(credentials) {
+            Ok(clients) => clients,
+            Err(error) => {
+                tracing::error!(%error, "tap and stats are off: the controller's TLS cannot be set up");
+                Clients::without_identity()
+            }
+        };
+        let collector = Collector::new(self.index.clone(), clients.clone(), self.args.stats_interval);
+        let collecting = tokio::spawn(collector.clone().run());
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
             .add_service(PolicyService::new(self.policy.clone()).into_server())
+            .add_service(TapService::new(self.index.clone(), clients).into_server())
+            .add_service(StatsService::new(self.index.clone(), collector).into_server())
             .add_optional_service(identity)
             .serve_with_incoming_shutdown(tls::incoming(self.grpc, tls), async move {
                 grpc_drain.signaled().await;
@@ -297,5 +318,6 @@ impl Bound {
         // Streams are endless by design: give them a moment to see the shutdown, then go.
         let _ = tokio::time::timeout(Duration::from_secs(2), signal.drain()).await;
         grpc.abort();
+        collecting.abort();
     }
 }

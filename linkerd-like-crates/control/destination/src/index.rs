@@ -348,6 +348,33 @@ impl Index {
         all.into_iter().collect()
     }
 
+    /// Every service's endpoints, as served (with the service's labels), each once per
+    /// service: what the Stats API counts pods and finds proxies with.
+    pub fn endpoints_by_service(&self) -> Vec<(ServiceKey, Vec<Endpoint>)> {
+        let inner = self.lock();
+        let mut all: Vec<(ServiceKey, Vec<Endpoint>)> = inner
+            .services
+            .iter()
+            .map(|(key, s)| {
+                let unique: BTreeMap<std::net::SocketAddr, &Endpoint> =
+                    s.sets.values().flat_map(|set| set.iter()).map(|(a, e)| (*a, e)).collect();
+                (key.clone(), unique.into_values().cloned().collect())
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The names of the routes in the profile of the service `key`, in match order.
+    pub fn route_names(&self, key: &ServiceKey) -> Vec<String> {
+        let fqdn = format!("{}.{}.svc.{}", key.name, key.namespace, self.cluster_domain);
+        self.lock()
+            .profiles
+            .get(&fqdn)
+            .map(|p| p.routes.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Sizes, for metrics.
     pub fn stats(&self) -> IndexStats {
         let inner = self.lock();
