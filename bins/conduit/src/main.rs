@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use conduit_app_cli::viz;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -91,8 +92,134 @@ enum Command {
         #[command(subcommand)]
         what: Diagnostics,
     },
+    /// Golden metrics per resource: success rate, requests/s, latency percentiles.
+    Stat {
+        /// `<kind>[/<name>]` or `<kind> <name>`: deploy, pod, svc, ns.
+        #[arg(required = true, num_args = 1..=2)]
+        resource: Vec<String>,
+        #[command(flatten)]
+        scope: Scope,
+        /// Only requests from this resource (`deploy/web`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only requests to this resource (`deploy/books`).
+        #[arg(long)]
+        to: Option<String>,
+        /// The window: `1m`, `30s`, up to `10m`.
+        #[arg(short = 't', long = "time-window", default_value = "1m", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// table, wide or json.
+        #[arg(short, long, default_value = "table")]
+        output: conduit_app_cli::viz::Output,
+    },
+    /// Golden metrics per route of a service's profile (`[DEFAULT]`: no route matched).
+    Routes {
+        /// The service: `svc/books` or `books`.
+        service: String,
+        #[command(flatten)]
+        scope: Scope,
+        /// Only requests from this resource (`deploy/web`).
+        #[arg(long)]
+        from: Option<String>,
+        /// The window.
+        #[arg(short = 't', long = "time-window", default_value = "1m", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// table, wide or json.
+        #[arg(short, long, default_value = "table")]
+        output: conduit_app_cli::viz::Output,
+    },
+    /// Who talks to whom, with the identities on both sides and whether it is mTLS.
+    Edges {
+        /// deploy or pod.
+        kind: String,
+        #[command(flatten)]
+        scope: Scope,
+        /// The window.
+        #[arg(short = 't', long = "time-window", default_value = "1m", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// table, wide (full identities) or json.
+        #[arg(short, long, default_value = "table")]
+        output: conduit_app_cli::viz::Output,
+    },
+    /// Live requests of a resource, one line per event.
+    Tap {
+        #[command(flatten)]
+        tap: TapFlags,
+        /// wide (adds source and destination workloads) or json (one object per line).
+        #[arg(short, long, default_value = "table")]
+        output: conduit_app_cli::viz::Output,
+    },
+    /// A live view of a resource's most requested paths.
+    Top {
+        #[command(flatten)]
+        tap: TapFlags,
+        /// Seconds between redraws.
+        #[arg(long, default_value_t = 1)]
+        refresh: u64,
+    },
+    /// Prints the dashboard's address (served by the controller).
+    Dashboard {
+        /// The controller's dashboard address.
+        #[arg(
+            long,
+            default_value = "127.0.0.1:8084",
+            env = "CONDUIT_CONTROLLER_DASHBOARD_ADDR"
+        )]
+        address: String,
+    },
     /// Prints the version.
     Version,
+}
+
+/// Where to look: the namespace and the controller.
+#[derive(Debug, clap::Args)]
+struct Scope {
+    /// The namespace.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// The controller's gRPC address.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8086",
+        env = "CONDUIT_CONTROLLER_ADDR"
+    )]
+    controller: String,
+}
+
+impl Scope {
+    fn namespace(&self) -> Option<&str> {
+        (!self.all_namespaces).then_some(self.namespace.as_str())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct TapFlags {
+    /// `<kind>[/<name>]` or `<kind> <name>`: deploy, pod, svc, ns.
+    #[arg(required = true, num_args = 1..=2)]
+    resource: Vec<String>,
+    #[command(flatten)]
+    scope: Scope,
+    /// Only requests to this resource (`deploy/books`).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this HTTP method.
+    #[arg(long)]
+    method: Option<String>,
+    /// Only paths that start with this.
+    #[arg(long)]
+    path: Option<String>,
+    /// Only this authority.
+    #[arg(long)]
+    authority: Option<String>,
+    /// Requests per second at most, per proxy.
+    #[arg(long, default_value_t = 100.0)]
+    max_rps: f64,
+    /// Stop after this many requests (0: until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +240,65 @@ enum Diagnostics {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Stat {
+            resource,
+            scope,
+            from,
+            to,
+            window,
+            output,
+        } => viz("stat", async move {
+            let ns = scope.namespace();
+            let args = conduit_app_cli::viz::stat::StatArgs {
+                resource: viz::resource(&resource, ns)?,
+                from: from.map(|f| viz::resource_arg(&f, ns)).transpose()?,
+                to: to.map(|t| viz::resource_arg(&t, ns)).transpose()?,
+                window,
+            };
+            let rsp = viz::stat::query(&scope.controller, &args).await?;
+            Ok(viz::stat::render(&rsp, output, scope.all_namespaces))
+        }),
+        Command::Routes {
+            service,
+            scope,
+            from,
+            window,
+            output,
+        } => viz("routes", async move {
+            let ns = scope.namespace();
+            let name = service.strip_prefix("svc/").unwrap_or(&service);
+            let svc = viz::resource(&["svc".into(), name.into()], ns)?;
+            let from = from.map(|f| viz::resource_arg(&f, ns)).transpose()?;
+            let rsp = viz::routes::query(&scope.controller, svc, from, window).await?;
+            Ok(viz::routes::render(&rsp, &format!("svc/{name}"), output))
+        }),
+        Command::Edges {
+            kind,
+            scope,
+            window,
+            output,
+        } => viz("edges", async move {
+            let ns = scope.namespace().unwrap_or_default();
+            let rsp = viz::edges::query(&scope.controller, &kind, ns, window).await?;
+            Ok(viz::edges::render(&rsp, output))
+        }),
+        Command::Tap { tap, output } => viz("tap", async move {
+            let args = tap_args(&tap)?;
+            let mut stdout = std::io::stdout();
+            viz::tap::run(&tap.scope.controller, &args, output, &mut stdout, ctrl_c()).await?;
+            Ok(String::new())
+        }),
+        Command::Top { tap, refresh } => viz("top", async move {
+            let args = tap_args(&tap)?;
+            let mut stdout = std::io::stdout();
+            let refresh = Duration::from_secs(refresh.max(1));
+            viz::top::run(&tap.scope.controller, &args, refresh, &mut stdout, ctrl_c()).await?;
+            Ok(String::new())
+        }),
+        Command::Dashboard { address } => {
+            println!("Conduit dashboard: http://{address}/");
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("conduit {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -241,6 +427,46 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Runs an observability command and prints its answer, or says why it has none.
+fn viz(
+    name: &str,
+    command: impl std::future::Future<Output = Result<String, viz::VizError>>,
+) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(command) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("conduit {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn tap_args(tap: &TapFlags) -> Result<viz::tap::TapArgs, viz::VizError> {
+    let ns = tap.scope.namespace();
+    Ok(viz::tap::TapArgs {
+        target: viz::resource(&tap.resource, ns)?,
+        to: tap.to.as_deref().map(|t| viz::resource_arg(t, ns)).transpose()?,
+        method: tap.method.clone(),
+        path: tap.path.clone(),
+        authority: tap.authority.clone(),
+        max_rps: tap.max_rps,
+        limit: tap.limit,
+    })
+}
+
+/// Completes at Ctrl-C (or never, if the signal cannot be watched).
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

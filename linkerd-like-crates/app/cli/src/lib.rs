@@ -6,6 +6,8 @@
 //! - [`identity`]: the certificate a workload's proxy is serving.
 //! - [`issuer`]: a trust anchor, an issuer and local tokens, for running without a cluster.
 //! - [`diagnostics`]: what the controller says about a name.
+//! - [`viz`]: `stat`, `routes`, `edges`, `tap` and `top`, from the controller's Stats and
+//!   TapByResource APIs.
 //! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
 //!   proxy's Prometheus text.
 
@@ -18,3 +20,4 @@ mod http;
 pub mod identity;
 pub mod issuer;
 pub mod stats;
+pub mod viz;

@@ -331,6 +331,9 @@ pub fn require_tool(tool: &str, why: &str) -> Option<std::path::PathBuf> {
     found
 }
 
+/// How often a test controller pulls proxies' stats.
+pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
 /// A controller with a file registry, in a runtime of its own so that killing it closes
 /// every connection it had, as killing the process would; it can start again on its port.
 pub struct TestController {
@@ -530,6 +533,8 @@ impl TestController {
             args = args.with_identity(id.dir.clone(), id.key_file.clone());
             args.identity_lifetime = id.lifetime;
         }
+        // Tests read the Stats API soon after their traffic.
+        args.stats_interval = STATS_INTERVAL;
         let (stop, stopped) = oneshot::channel::<()>();
         let (bound_tx, bound_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
