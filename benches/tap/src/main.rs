@@ -61,8 +61,7 @@ fn main() {
         .build()
         .expect("runtime");
     let events = rt.block_on(async move {
-        let channel =
-            conduit_discovery::channel(&args[1], Some((tls, proxy))).expect("address");
+        let channel = conduit_discovery::channel(&args[1], Some((tls, proxy))).expect("address");
         let mut stream = TapClient::new(channel)
             .observe(ObserveRequest {
                 limit: 0,

@@ -454,7 +454,11 @@ fn tap_args(tap: &TapFlags) -> Result<viz::tap::TapArgs, viz::VizError> {
     let ns = tap.scope.namespace();
     Ok(viz::tap::TapArgs {
         target: viz::resource(&tap.resource, ns)?,
-        to: tap.to.as_deref().map(|t| viz::resource_arg(t, ns)).transpose()?,
+        to: tap
+            .to
+            .as_deref()
+            .map(|t| viz::resource_arg(t, ns))
+            .transpose()?,
         method: tap.method.clone(),
         path: tap.path.clone(),
         authority: tap.authority.clone(),

@@ -150,20 +150,38 @@ struct Pool {
 }
 
 /// A downstream connection's upstream HTTP/1.1 connection, returned to its pool on drop.
+///
+/// Only a downstream HTTP/1 connection holds one: its requests come one at a time, so the
+/// next can wait for the held connection. A multiplexed (HTTP/2) downstream connection's
+/// requests are concurrent: each takes a ready connection from the pool (or a new one), and
+/// gives it back as soon as it is sent, so that concurrent streams run on as many
+/// connections rather than queue behind one.
 #[derive(Debug, Default)]
 pub struct Slot {
     held: Mutex<Option<(http1::SendRequest<Incoming>, Arc<Pool>)>>,
+    multiplexed: bool,
 }
 
 impl Slot {
-    /// An empty slot.
+    /// An empty slot, for a downstream HTTP/1 connection.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A slot that holds nothing, for a downstream HTTP/2 connection.
+    pub fn multiplexed() -> Self {
+        Self {
+            held: Mutex::new(None),
+            multiplexed: true,
+        }
     }
 
     /// The held connection, if it belongs to `pool`; one to another endpoint goes back to
     /// its own pool.
     fn take(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<Incoming>> {
+        if self.multiplexed {
+            return None;
+        }
         let held = self
             .held
             .lock()
@@ -180,6 +198,11 @@ impl Slot {
     }
 
     fn keep(&self, sender: http1::SendRequest<Incoming>, pool: &Arc<Pool>) {
+        if self.multiplexed {
+            // Busy until its response is done; the pool hands out only ready ones.
+            pool.put(sender);
+            return;
+        }
         let previous = self
             .held
             .lock()

@@ -55,10 +55,7 @@ mod tests {
         ])));
         let mut out = String::new();
         labels.encode(&mut out);
-        assert_eq!(
-            out,
-            r#",dst_app_kubernetes_io_name="books",dst_pod="a\"b""#
-        );
+        assert_eq!(out, r#",dst_app_kubernetes_io_name="books",dst_pod="a\"b""#);
     }
 
     #[test]

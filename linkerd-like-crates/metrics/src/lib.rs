@@ -50,13 +50,13 @@ mod value;
 pub use self::authz::AuthzMetrics;
 pub use self::dst::DestinationLabels;
 pub use self::family::Family;
-pub use self::latency::{HdrLatency, LATENCY_SIGFIG};
-pub use self::snapshot::{ResponseSnapshot, TcpSnapshot};
 pub use self::http_metrics::{
     HttpMetrics, HttpMetricsLayer, HttpMetricsService, HttpTarget, ResponseBody, ResponseClass,
     ResponseFuture, RouteLabel, MAX_AUTHORITIES,
 };
+pub use self::latency::{HdrLatency, LATENCY_SIGFIG};
 pub use self::prom::{escape_label_value, EncodeLabels, Encoder};
+pub use self::snapshot::{ResponseSnapshot, TcpSnapshot};
 pub use self::tcp::{Peer, PendingTcp, TcpConnection, TcpLabels, TcpMetrics};
 pub use self::tls::{ServerIdLabel, TlsLabel};
 pub use self::value::{Counter, Gauge, Histogram, LATENCY_BOUNDS_MS};

@@ -295,7 +295,11 @@ impl Bound {
                 Clients::without_identity()
             }
         };
-        let collector = Collector::new(self.index.clone(), clients.clone(), self.args.stats_interval);
+        let collector = Collector::new(
+            self.index.clone(),
+            clients.clone(),
+            self.args.stats_interval,
+        );
         let collecting = tokio::spawn(collector.clone().run());
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)

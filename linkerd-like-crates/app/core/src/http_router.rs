@@ -111,7 +111,10 @@ impl HttpRouter {
         let shared = Shared {
             target,
             target_addr,
-            slot: Arc::new(Slot::new()),
+            slot: Arc::new(match http {
+                Http::H2 => Slot::multiplexed(),
+                Http::Http1 => Slot::new(),
+            }),
             downgrade,
             clients,
             http,
@@ -278,7 +281,8 @@ where
         if let Some(failure) = route.is_failure(rsp.status()) {
             rsp.extensions_mut().insert(ResponseClass { failure });
         }
-        rsp.extensions_mut().insert(RouteLabel(route.name().clone()));
+        rsp.extensions_mut()
+            .insert(RouteLabel(route.name().clone()));
         Poll::Ready(Ok(rsp))
     }
 }

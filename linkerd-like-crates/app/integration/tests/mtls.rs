@@ -653,3 +653,51 @@ async fn a_server_that_never_finishes_the_handshake_is_given_up_on_in_time() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_meshed_requests_reach_an_http1_app_concurrently() {
+    // An app that holds each request until eight are in at once (or a second passes), and
+    // reports the most it saw together. Between the proxies the requests share one HTTP/2
+    // connection; books' proxy must spread them over HTTP/1 connections, not queue them
+    // behind one.
+    let (inflight, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (i, m) = (inflight.clone(), most.clone());
+    let (app, _) = http_server(move |_req| {
+        let (inflight, most) = (i.clone(), m.clone());
+        async move {
+            let now = inflight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            while inflight.load(Ordering::SeqCst) < 8 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            inflight.fetch_sub(1, Ordering::SeqCst);
+            http::Response::new(Full::from("ok"))
+        }
+    })
+    .await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = meshed_proxy(&ctl, "books", Some(app)).await;
+    ctl.write_registry(&books_registry(books.inbound, &identity_name("books")));
+    let web = meshed_proxy(&ctl, "web", None).await;
+    // Once web's proxy balances to books (over mTLS, HTTP/2), send eight at once.
+    assert_eq!(body_string(get_books(&web, "/first").await).await, "ok");
+    most.store(0, Ordering::SeqCst);
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let outbound = web.outbound;
+        all.spawn(async move { get_via(outbound, BOOKS, "/together").await.status() });
+    }
+    while let Some(status) = all.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        8,
+        "the app saw the requests one by one"
+    );
+}

@@ -44,7 +44,13 @@ impl api::proxy_stats_server::ProxyStats for ProxyStatsServer {
         Ok(Response::new(api::ProxySnapshot {
             labels: self.labels.clone(),
             identity: self.identity.clone(),
-            responses: self.metrics.http.snapshot().into_iter().map(response).collect(),
+            responses: self
+                .metrics
+                .http
+                .snapshot()
+                .into_iter()
+                .map(response)
+                .collect(),
             tcp: self.metrics.tcp.snapshot().into_iter().map(tcp).collect(),
         }))
     }

@@ -2,11 +2,11 @@
 //! controller's identity only (each refuses any other with PERMISSION_DENIED, and a client
 //! without a certificate with UNAUTHENTICATED; see `conduit_tap::authorize`).
 
+use crate::stats::ProxyStatsServer;
 use bytes::Bytes;
 use conduit_http::Http;
 use conduit_io::PrefixedIo;
 use conduit_stack::drain;
-use crate::stats::ProxyStatsServer;
 use conduit_tap::{ClientIdentity, TapServer};
 use conduit_tls::ServerTls;
 use conduit_transport::{Accepted, Listener};

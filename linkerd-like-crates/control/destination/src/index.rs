@@ -356,8 +356,12 @@ impl Index {
             .services
             .iter()
             .map(|(key, s)| {
-                let unique: BTreeMap<std::net::SocketAddr, &Endpoint> =
-                    s.sets.values().flat_map(|set| set.iter()).map(|(a, e)| (*a, e)).collect();
+                let unique: BTreeMap<std::net::SocketAddr, &Endpoint> = s
+                    .sets
+                    .values()
+                    .flat_map(|set| set.iter())
+                    .map(|(a, e)| (*a, e))
+                    .collect();
                 (key.clone(), unique.into_values().cloned().collect())
             })
             .collect();
@@ -415,7 +419,8 @@ impl Inner {
                 .or_default()
                 .push((key.clone(), endpoint.clone()));
         }
-        self.services.insert(key.clone(), Indexed::new(&key, service));
+        self.services
+            .insert(key.clone(), Indexed::new(&key, service));
     }
 
     fn remove_service(&mut self, key: &ServiceKey) {

@@ -20,7 +20,6 @@ pub struct Collector {
     index: Arc<Index>,
     clients: Clients,
     interval: Duration,
-    started: Instant,
     histories: Mutex<HashMap<SocketAddr, (Proxy, History)>>,
 }
 
@@ -31,7 +30,6 @@ impl Collector {
             index,
             clients,
             interval,
-            started: Instant::now(),
             histories: Mutex::default(),
         })
     }
@@ -39,11 +37,6 @@ impl Collector {
     /// How often proxies are asked.
     pub fn interval(&self) -> Duration {
         self.interval
-    }
-
-    /// How long the collector has been collecting.
-    pub fn age(&self) -> Duration {
-        self.started.elapsed()
     }
 
     /// Pulls forever.
@@ -62,7 +55,10 @@ impl Collector {
         let proxies = proxies::meshed(&self.index);
         self.clients.retain(&proxies);
         {
-            let mut histories = self.histories.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut histories = self
+                .histories
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             histories.retain(|addr, (p, _)| proxies.iter().any(|q| q.tap == *addr && q == p));
         }
         let timeout = self.interval.max(Duration::from_secs(1));
@@ -86,8 +82,10 @@ impl Collector {
             match answer {
                 Ok(Ok(rsp)) => {
                     let at = Instant::now();
-                    let mut histories =
-                        self.histories.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut histories = self
+                        .histories
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
                     let (_, history) = histories
                         .entry(proxy.tap)
                         .or_insert_with(|| (proxy.clone(), History::default()));
@@ -103,7 +101,10 @@ impl Collector {
 
     /// Each proxy's counts over the last `window`.
     pub fn deltas(&self, window: Duration) -> Vec<(Proxy, Delta)> {
-        let histories = self.histories.lock().unwrap_or_else(PoisonError::into_inner);
+        let histories = self
+            .histories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut all: Vec<(Proxy, Delta)> = histories
             .values()
             .filter_map(|(p, h)| Some((p.clone(), h.delta(window)?)))

@@ -44,17 +44,19 @@ impl Proxy {
     }
 }
 
-/// Every meshed proxy in `index`, once per pod (by IP), sorted by address.
+/// Every meshed proxy in `index`, once each (by its tap address: a pod's IP and its proxy's
+/// tap port), sorted by address.
 pub fn meshed(index: &Index) -> Vec<Proxy> {
-    let mut by_ip: BTreeMap<std::net::IpAddr, Proxy> = BTreeMap::new();
+    let mut by_addr: BTreeMap<SocketAddr, Proxy> = BTreeMap::new();
     for (key, endpoints) in index.endpoints_by_service() {
         for e in endpoints {
             let Some(identity) = e.identity else { continue };
-            let proxy = by_ip.entry(e.addr.ip()).or_insert_with(|| {
+            let tap = SocketAddr::new(e.addr.ip(), e.tap_port);
+            let proxy = by_addr.entry(tap).or_insert_with(|| {
                 let mut labels = e.labels.clone();
                 labels.remove("service");
                 Proxy {
-                    tap: SocketAddr::new(e.addr.ip(), e.tap_port),
+                    tap,
                     identity,
                     labels,
                     services: BTreeSet::new(),
@@ -65,7 +67,7 @@ pub fn meshed(index: &Index) -> Vec<Proxy> {
                 .insert((key.namespace.clone(), key.name.clone()));
         }
     }
-    by_ip.into_values().collect()
+    by_addr.into_values().collect()
 }
 
 /// Channels to proxies' tap ports over mTLS as the controller, one per proxy, reused by the

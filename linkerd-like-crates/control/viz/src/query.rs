@@ -119,7 +119,9 @@ pub fn stat(
         return Err("use --from or --to, not both".into());
     }
     if kind == Kind::Service && q.to.is_some() {
-        return Err("--to applies to workloads, pods and namespaces: for a service, use --from".into());
+        return Err(
+            "--to applies to workloads, pods and namespaces: for a service, use --from".into(),
+        );
     }
     let mut rows: BTreeMap<(String, String), Row> = BTreeMap::new();
     for (key, endpoints) in index.endpoints_by_service() {
@@ -299,20 +301,26 @@ pub fn edges(
                 continue;
             }
             let tls = s.labels().tls.clone().unwrap_or_default();
-            let client_id = if tls.tls { identity.clone() } else { String::new() };
+            let client_id = if tls.tls {
+                identity.clone()
+            } else {
+                String::new()
+            };
             let key = (src.clone(), dst, client_id, tls.server_id, tls.tls);
             rows.entry(key).or_default().add(s, delta.elapsed);
         }
     }
     Ok(rows
         .into_iter()
-        .map(|((src, dst, client_id, server_id, secured), golden)| api::EdgeRow {
-            src: Some(Resource::to_api(kind, &src.0, &src.1)),
-            dst: Some(Resource::to_api(kind, &dst.0, &dst.1)),
-            client_id,
-            server_id,
-            secured,
-            golden: Some(golden.to_api()),
-        })
+        .map(
+            |((src, dst, client_id, server_id, secured), golden)| api::EdgeRow {
+                src: Some(Resource::to_api(kind, &src.0, &src.1)),
+                dst: Some(Resource::to_api(kind, &dst.0, &dst.1)),
+                client_id,
+                server_id,
+                secured,
+                golden: Some(golden.to_api()),
+            },
+        )
         .collect())
 }

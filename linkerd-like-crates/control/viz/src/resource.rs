@@ -26,9 +26,7 @@ impl Kind {
     /// Parses a kind as `kubectl` would take it: `deployment`, `deploy`, `deployments`...
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s.to_ascii_lowercase().as_str() {
-            "deployment" | "deployments" | "deploy" | "workload" | "workloads" => {
-                Kind::Deployment
-            }
+            "deployment" | "deployments" | "deploy" | "workload" | "workloads" => Kind::Deployment,
             "pod" | "pods" | "po" => Kind::Pod,
             "service" | "services" | "svc" => Kind::Service,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
@@ -188,6 +186,8 @@ mod tests {
             "to",
         )
         .unwrap_err();
-        assert!(err.to_string().starts_with("to: unknown kind \"replicaset\""));
+        assert!(err
+            .to_string()
+            .starts_with("to: unknown kind \"replicaset\""));
     }
 }

@@ -32,12 +32,9 @@ impl StatsService {
         api::stats_server::StatsServer::new(self)
     }
 
-    /// The window asked for, checked; and the window the answer covers.
-    fn window(
-        &self,
-        asked: Option<&prost_types::Duration>,
-    ) -> Result<(Duration, prost_types::Duration), Status> {
-        let window = match asked {
+    /// The window asked for, checked.
+    fn window(&self, asked: Option<&prost_types::Duration>) -> Result<Duration, Status> {
+        Ok(match asked {
             None => DEFAULT_WINDOW,
             Some(d) => match Duration::try_from(*d) {
                 Ok(d) if d.is_zero() => DEFAULT_WINDOW,
@@ -49,10 +46,19 @@ impl StatsService {
                     )))
                 }
             },
-        };
-        let covered = window.min(self.collector.age());
-        Ok((window, prost_types::Duration::try_from(covered).unwrap_or_default()))
+        })
     }
+}
+
+/// The window the figures really cover: the longest of the proxies' (shorter than asked
+/// while the controller is young; zero before any proxy has answered twice).
+fn covered(deltas: &[(crate::Proxy, crate::window::Delta)]) -> Option<prost_types::Duration> {
+    let longest = deltas
+        .iter()
+        .map(|(_, d)| d.elapsed)
+        .max()
+        .unwrap_or_default();
+    prost_types::Duration::try_from(longest).ok()
 }
 
 fn resource(r: Option<&ApiResource>, what: &str) -> Result<Option<Resource>, Status> {
@@ -68,7 +74,7 @@ impl api::stats_server::Stats for StatsService {
         req: Request<api::StatRequest>,
     ) -> Result<Response<api::StatResponse>, Status> {
         let req = req.into_inner();
-        let (window, covered) = self.window(req.window.as_ref())?;
+        let window = self.window(req.window.as_ref())?;
         let query = StatQuery {
             resource: resource(req.resource.as_ref(), "resource")?
                 .ok_or_else(|| Status::invalid_argument("resource: a kind is needed"))?,
@@ -76,11 +82,10 @@ impl api::stats_server::Stats for StatsService {
             to: resource(req.to.as_ref(), "to")?,
         };
         let deltas = self.collector.deltas(window);
-        let rows =
-            query::stat(&self.index, &deltas, &query).map_err(Status::invalid_argument)?;
+        let rows = query::stat(&self.index, &deltas, &query).map_err(Status::invalid_argument)?;
         Ok(Response::new(api::StatResponse {
             rows,
-            window: Some(covered),
+            window: covered(&deltas),
         }))
     }
 
@@ -89,7 +94,7 @@ impl api::stats_server::Stats for StatsService {
         req: Request<api::RoutesRequest>,
     ) -> Result<Response<api::RoutesResponse>, Status> {
         let req = req.into_inner();
-        let (window, covered) = self.window(req.window.as_ref())?;
+        let window = self.window(req.window.as_ref())?;
         let service = resource(req.service.as_ref(), "service")?;
         let key = match service {
             Some(Resource {
@@ -113,7 +118,7 @@ impl api::stats_server::Stats for StatsService {
         let deltas = self.collector.deltas(window);
         Ok(Response::new(api::RoutesResponse {
             rows: query::routes(&self.index, &deltas, &key, from.as_ref()),
-            window: Some(covered),
+            window: covered(&deltas),
         }))
     }
 
@@ -122,7 +127,7 @@ impl api::stats_server::Stats for StatsService {
         req: Request<api::EdgesRequest>,
     ) -> Result<Response<api::EdgesResponse>, Status> {
         let req = req.into_inner();
-        let (window, covered) = self.window(req.window.as_ref())?;
+        let window = self.window(req.window.as_ref())?;
         let kind = Kind::parse(&req.kind)
             .ok_or_else(|| Status::invalid_argument(format!("kind: unknown {:?}", req.kind)))?;
         let namespace = (!req.namespace.is_empty()).then_some(req.namespace.as_str());
@@ -130,7 +135,7 @@ impl api::stats_server::Stats for StatsService {
         let rows = query::edges(&deltas, kind, namespace).map_err(Status::invalid_argument)?;
         Ok(Response::new(api::EdgesResponse {
             rows,
-            window: Some(covered),
+            window: covered(&deltas),
         }))
     }
 }

@@ -116,8 +116,16 @@ impl api::tap_by_resource_server::TapByResource for TapService {
             return Err(Status::not_found(format!(
                 "no meshed proxy is a {}{}{}",
                 target.kind.as_str(),
-                target.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
-                target.namespace.as_ref().map(|n| format!(" in namespace {n}")).unwrap_or_default(),
+                target
+                    .name
+                    .as_ref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default(),
+                target
+                    .namespace
+                    .as_ref()
+                    .map(|n| format!(" in namespace {n}"))
+                    .unwrap_or_default(),
             )));
         }
         let limit = match req.limit {
@@ -145,7 +153,11 @@ impl api::tap_by_resource_server::TapByResource for TapService {
 
 /// Runs each proxy's tap, and passes events on within the watch's limit.
 async fn merge(
-    streams: Vec<(String, TapClient<tonic::transport::Channel>, api::ObserveRequest)>,
+    streams: Vec<(
+        String,
+        TapClient<tonic::transport::Channel>,
+        api::ObserveRequest,
+    )>,
     limit: u32,
     tx: mpsc::Sender<Result<api::TapEvent, Status>>,
 ) {
@@ -157,7 +169,8 @@ async fn merge(
             let mut stream = match client.observe(observe).await {
                 Ok(rsp) => rsp.into_inner(),
                 Err(status) => {
-                    let status = Status::new(status.code(), format!("{name}: {}", status.message()));
+                    let status =
+                        Status::new(status.code(), format!("{name}: {}", status.message()));
                     let _ = events_tx.send((i, Err(status))).await;
                     return;
                 }

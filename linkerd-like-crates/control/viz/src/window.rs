@@ -111,7 +111,9 @@ impl History {
                     .latency
                     .iter()
                     .map(|l| {
-                        let n = l.count.saturating_sub(old.get(&l.micros).copied().unwrap_or(0));
+                        let n = l
+                            .count
+                            .saturating_sub(old.get(&l.micros).copied().unwrap_or(0));
                         (l.micros, n)
                     })
                     .filter(|(_, n)| *n > 0)
@@ -172,7 +174,11 @@ mod tests {
         let mut h = History::default();
         h.push(t0, snapshot(&[(200, 10, &[(100, 10)])]), retention);
         assert!(h.delta(s(60)).is_none(), "one answer is no window");
-        h.push(t0 + s(30), snapshot(&[(200, 15, &[(100, 12), (900, 3)])]), retention);
+        h.push(
+            t0 + s(30),
+            snapshot(&[(200, 15, &[(100, 12), (900, 3)])]),
+            retention,
+        );
         h.push(
             t0 + s(60),
             snapshot(&[(200, 20, &[(100, 14), (900, 6)]), (500, 1, &[(50, 1)])]),
@@ -198,7 +204,11 @@ mod tests {
     fn a_restarted_proxy_counts_from_its_start() {
         let t0 = Instant::now();
         let mut h = History::default();
-        h.push(t0, snapshot(&[(200, 100, &[(100, 100)])]), Duration::from_secs(600));
+        h.push(
+            t0,
+            snapshot(&[(200, 100, &[(100, 100)])]),
+            Duration::from_secs(600),
+        );
         h.push(
             t0 + Duration::from_secs(5),
             snapshot(&[(200, 3, &[(100, 3)])]),
@@ -220,6 +230,9 @@ mod tests {
             );
         }
         assert!(h.samples.len() <= 12, "{}", h.samples.len());
-        assert_eq!(h.delta(Duration::from_secs(10)).unwrap().elapsed, Duration::from_secs(10));
+        assert_eq!(
+            h.delta(Duration::from_secs(10)).unwrap().elapsed,
+            Duration::from_secs(10)
+        );
     }
 }

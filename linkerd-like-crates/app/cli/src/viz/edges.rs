@@ -43,7 +43,10 @@ pub fn render(rsp: &EdgesResponse, output: Output) -> String {
             .rows
             .iter()
             .map(|row| {
-                let (src, dst) = (row.src.clone().unwrap_or_default(), row.dst.clone().unwrap_or_default());
+                let (src, dst) = (
+                    row.src.clone().unwrap_or_default(),
+                    row.dst.clone().unwrap_or_default(),
+                );
                 let mut v = serde_json::json!({
                     "src": {"namespace": src.namespace, "kind": src.kind, "name": src.name},
                     "dst": {"namespace": dst.namespace, "kind": dst.kind, "name": dst.name},
@@ -65,21 +68,48 @@ pub fn render(rsp: &EdgesResponse, output: Output) -> String {
         return "No edges found.\n".into();
     }
     let header = [
-        "SRC", "DST", "SRC_NS", "DST_NS", "SECURED", "CLIENT_ID", "SERVER_ID", "SUCCESS", "RPS",
-        "LATENCY_P50", "LATENCY_P95", "LATENCY_P99",
+        "SRC",
+        "DST",
+        "SRC_NS",
+        "DST_NS",
+        "SECURED",
+        "CLIENT_ID",
+        "SERVER_ID",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
     ];
-    let id = |s: &str| if output == Output::Wide { if s.is_empty() { "-".into() } else { s.to_string() } } else { short(s) };
+    let id = |s: &str| {
+        if output == Output::Wide {
+            if s.is_empty() {
+                "-".into()
+            } else {
+                s.to_string()
+            }
+        } else {
+            short(s)
+        }
+    };
     let rows: Vec<Vec<String>> = rsp
         .rows
         .iter()
         .map(|row| {
-            let (src, dst) = (row.src.clone().unwrap_or_default(), row.dst.clone().unwrap_or_default());
+            let (src, dst) = (
+                row.src.clone().unwrap_or_default(),
+                row.dst.clone().unwrap_or_default(),
+            );
             let mut cells = vec![
                 display(&src),
                 display(&dst),
                 src.namespace,
                 dst.namespace,
-                if row.secured { "√".into() } else { "×".into() },
+                if row.secured {
+                    "√".into()
+                } else {
+                    "×".into()
+                },
                 id(&row.client_id),
                 id(&row.server_id),
             ];

@@ -160,7 +160,13 @@ pub fn golden_cells(g: Option<&conduit_api::stats::Golden>) -> [String; 5] {
 /// A row's golden figures as JSON (`null`s without traffic).
 pub fn golden_json(g: Option<&conduit_api::stats::Golden>) -> serde_json::Value {
     let g = g.cloned().unwrap_or_default();
-    let some = |v: serde_json::Value| if g.requests > 0 { v } else { serde_json::Value::Null };
+    let some = |v: serde_json::Value| {
+        if g.requests > 0 {
+            v
+        } else {
+            serde_json::Value::Null
+        }
+    };
     serde_json::json!({
         "requests": g.requests,
         "successes": g.successes,
@@ -215,17 +221,29 @@ mod tests {
     #[test]
     fn resources_read_as_kubectl_writes_them() {
         let r = resource(&words("deploy/web"), Some("demo")).unwrap();
-        assert_eq!((r.kind.as_str(), r.name.as_str(), r.namespace.as_str()), ("deployment", "web", "demo"));
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str(), r.namespace.as_str()),
+            ("deployment", "web", "demo")
+        );
         let r = resource(&words("svc books"), None).unwrap();
-        assert_eq!((r.kind.as_str(), r.name.as_str(), r.namespace.as_str()), ("service", "books", ""));
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str(), r.namespace.as_str()),
+            ("service", "books", "")
+        );
         let r = resource(&words("ns/demo"), Some("default")).unwrap();
-        assert_eq!((r.kind.as_str(), r.namespace.as_str()), ("namespace", "demo"));
+        assert_eq!(
+            (r.kind.as_str(), r.namespace.as_str()),
+            ("namespace", "demo")
+        );
         let r = resource(&words("pods"), Some("demo")).unwrap();
         assert_eq!((r.kind.as_str(), r.name.as_str()), ("pod", ""));
         assert!(resource(&words("replicaset/x"), None).is_err());
         assert!(resource(&words("deploy/a/b"), None).is_err());
         assert!(resource(&[], None).is_err());
-        assert_eq!(display(&resource(&words("deploy/web"), None).unwrap()), "deploy/web");
+        assert_eq!(
+            display(&resource(&words("deploy/web"), None).unwrap()),
+            "deploy/web"
+        );
     }
 
     #[test]
@@ -237,7 +255,11 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let t = columns(&["NAME", "RPS"], &[vec!["books".into(), "1.0rps".into()]], 1);
+        let t = columns(
+            &["NAME", "RPS"],
+            &[vec!["books".into(), "1.0rps".into()]],
+            1,
+        );
         assert_eq!(t, "NAME      RPS\nbooks  1.0rps\n");
     }
 }

@@ -59,10 +59,7 @@ impl TapArgs {
 }
 
 /// Opens a tap through the controller at `addr`.
-pub async fn watch(
-    addr: &str,
-    args: &TapArgs,
-) -> Result<tonic::Streaming<TapEvent>, VizError> {
+pub async fn watch(addr: &str, args: &TapArgs) -> Result<tonic::Streaming<TapEvent>, VizError> {
     let mut client = TapByResourceClient::new(channel(addr)?);
     let rsp = client
         .watch(WatchRequest {
@@ -173,9 +170,10 @@ pub fn render(e: &TapEvent, output: Output) -> String {
 
 fn json(e: &TapEvent, direction: &str) -> serde_json::Value {
     let peer = |p: Option<&Peer>| {
-        p.map_or(serde_json::Value::Null, |p| {
-            serde_json::json!({ "addr": p.addr, "identity": p.identity, "labels": p.labels })
-        })
+        p.map_or(
+            serde_json::Value::Null,
+            |p| serde_json::json!({ "addr": p.addr, "identity": p.identity, "labels": p.labels }),
+        )
     };
     let event = match &e.event {
         Some(Event::RequestInit(r)) => serde_json::json!({

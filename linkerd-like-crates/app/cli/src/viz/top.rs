@@ -100,7 +100,11 @@ impl Top {
 
     /// The rows, most requested first.
     pub fn rows(&self) -> Vec<((String, String), Row)> {
-        let mut rows: Vec<_> = self.rows.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+        let mut rows: Vec<_> = self
+            .rows
+            .iter()
+            .map(|(k, r)| (k.clone(), r.clone()))
+            .collect();
         rows.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
         rows
     }
@@ -125,7 +129,16 @@ impl Top {
             })
             .collect();
         columns(
-            &["SOURCE_AUTHORITY", "METHOD", "PATH", "COUNT", "BEST", "WORST", "LAST", "SUCCESS_RATE"],
+            &[
+                "SOURCE_AUTHORITY",
+                "METHOD",
+                "PATH",
+                "COUNT",
+                "BEST",
+                "WORST",
+                "LAST",
+                "SUCCESS_RATE",
+            ],
             &rows,
             3,
         )
@@ -146,22 +159,31 @@ mod tests {
     }
 
     fn request(top: &mut Top, proxy: &str, id: u64, path: &str, status: u32, us: u64) {
-        top.add(&ev(proxy, Event::RequestInit(RequestInit {
-            id,
-            method: "GET".into(),
-            authority: "books:7001".into(),
-            path: path.into(),
-            ..Default::default()
-        })));
-        top.add(&ev(proxy, Event::ResponseInit(ResponseInit {
-            id,
-            http_status: status,
-            since_request_init: prost_types::Duration::try_from(Duration::from_micros(us)).ok(),
-        })));
-        top.add(&ev(proxy, Event::ResponseEnd(ResponseEnd {
-            id,
-            ..Default::default()
-        })));
+        top.add(&ev(
+            proxy,
+            Event::RequestInit(RequestInit {
+                id,
+                method: "GET".into(),
+                authority: "books:7001".into(),
+                path: path.into(),
+                ..Default::default()
+            }),
+        ));
+        top.add(&ev(
+            proxy,
+            Event::ResponseInit(ResponseInit {
+                id,
+                http_status: status,
+                since_request_init: prost_types::Duration::try_from(Duration::from_micros(us)).ok(),
+            }),
+        ));
+        top.add(&ev(
+            proxy,
+            Event::ResponseEnd(ResponseEnd {
+                id,
+                ..Default::default()
+            }),
+        ));
     }
 
     #[test]
@@ -174,10 +196,16 @@ mod tests {
         let rows = top.rows();
         assert_eq!(rows[0].0, ("GET".to_string(), "/books/1".to_string()));
         let r = &rows[0].1;
-        assert_eq!((r.count, r.successes, r.best_us, r.worst_us, r.last_us), (3, 2, 900, 3000, 1500));
+        assert_eq!(
+            (r.count, r.successes, r.best_us, r.worst_us, r.last_us),
+            (3, 2, 900, 3000, 1500)
+        );
         assert_eq!(rows[1].1.count, 1);
         let table = top.render(10);
-        assert!(table.lines().nth(1).unwrap().contains("/books/1"), "{table}");
+        assert!(
+            table.lines().nth(1).unwrap().contains("/books/1"),
+            "{table}"
+        );
         assert!(table.contains("66.67%"), "{table}");
     }
 }
