@@ -8,20 +8,23 @@
 //! admin 127.0.0.1:9990) with a file registry of the services, whose endpoints are the pods'
 //! inbound proxies; `web` finds `books` and `authors` through it, and its proxy balances
 //! requests over the books replicas. Traffic flows into `web`, some of it fails on purpose,
-//! and a table of each service's golden metrics, read from the proxies' `/metrics`,
-//! refreshes until Ctrl-C or `--duration`.
+//! and the controller's golden metrics (its Stats API: per deployment, per pod, per route of
+//! `books`, and the edges between them) refresh until Ctrl-C or `--duration`; the commands
+//! that show them (`conduit stat`, `routes`, `edges`, `tap`, `top`) work from another
+//! terminal.
 //!
 //! Every proxy has an identity (its service's service account in namespace `demo`): the demo
 //! generates a trust anchor and an issuer for the controller, and a local token per pod; each
 //! proxy gets its certificate from the controller, and every call between the services is
-//! mutual TLS (the table's `MTLS` column is the share of each service's inbound requests that
-//! arrived over it; the ingress traffic into `web` is plaintext, as from outside the mesh).
+//! mutual TLS (the edges table shows it, with both identities; the ingress traffic into
+//! `web` is plaintext, as from outside the mesh).
 //! Policy lets only `web` call `books` and `authors`: the demo shows a plaintext request
 //! straight to a books proxy being refused with 403.
 
 use crate::http::{client_via, get, HttpClient};
-use crate::stats::{parse, Golden};
+use crate::viz;
 use bytes::Bytes;
+use conduit_api::tap::Resource;
 use conduit_app_proxy::{resolve, trace, Config, Proxy, StartError};
 use conduit_control_ca::{generate, LocalTokens};
 use conduit_identity::{Domain, Workload};
@@ -291,6 +294,15 @@ fn registry() -> String {
             );
         }
     }
+    // Routes name what the back ends serve: `conduit routes svc/books` shows them.
+    text.push_str("profiles:\n");
+    for svc in [BOOKS, AUTHORS] {
+        let _ = write!(
+            text,
+            "  - service: {0}.demo.svc.cluster.local\n    routes:\n      - name: GET /{0}/{{id}}\n        condition: {{method: GET, pathRegex: '/{0}/\\d+'}}\n",
+            svc.name
+        );
+    }
     // books and authors answer only web, over mTLS; web takes the ingress traffic, and ports
     // without a Server keep the default (all-unauthenticated).
     text.push_str("servers:\n");
@@ -393,6 +405,8 @@ async fn start_controller(
     )
     .with_identity(ids.issuer_dir.clone(), ids.token_key.clone());
     args.log = "warn".to_string();
+    // The tables refresh every second or two: pull the proxies as often.
+    args.stats_interval = Duration::from_secs(1);
     let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
         .await
         .map_err(|e| DemoError::Controller(e.to_string()))?;
@@ -499,50 +513,73 @@ fn start_traffic(rps: u32, mut stop: watch::Receiver<bool>) {
     });
 }
 
-async fn scrape(pod: &Pod) -> Option<Golden> {
-    let admin = pod.proxy_port(4191);
-    let client = client_via(admin);
-    let (status, body) = get(&client, format!("http://{admin}/metrics")).await?;
-    if !status.is_success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&body);
-    Some(Golden::from_samples(&parse(&text), "inbound"))
-}
+/// The window the demo's tables cover.
+const WINDOW: Duration = Duration::from_secs(30);
 
-fn fmt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
-}
+/// The observability commands a user can run against the demo, printed at its start.
+const TRY: &[&str] = &[
+    "conduit stat deploy -n demo",
+    "conduit stat po -n demo -o wide",
+    "conduit routes svc/books -n demo",
+    "conduit edges deploy -n demo",
+    "conduit tap deploy/web -n demo --to deploy/books",
+    "conduit top deploy/books -n demo",
+    "conduit dashboard",
+];
 
-/// Renders the table of golden metrics: totals since the start, rates and latency over the
-/// last `interval` (falling back to the totals' latency when the interval saw no requests).
-pub fn render(rows: &[(String, Golden, Golden)], interval: Duration) -> String {
+/// One screen: the controller's answers to `stat deploy`, `stat po`, `routes svc/books` and
+/// `edges deploy`, each under a heading. A query that fails shows its reason instead.
+pub async fn screen(controller: &str) -> String {
+    let stat = |kind: &str| viz::stat::StatArgs {
+        resource: Resource {
+            namespace: "demo".into(),
+            kind: kind.into(),
+            name: String::new(),
+        },
+        from: None,
+        to: None,
+        window: WINDOW,
+    };
     let mut out = String::new();
+    let or_reason = |r: Result<String, viz::VizError>| r.unwrap_or_else(|e| format!("{e}\n"));
+    let deploys = viz::stat::query(controller, &stat("deployment")).await;
+    let covered = deploys
+        .as_ref()
+        .ok()
+        .and_then(|r| r.window)
+        .and_then(|w| Duration::try_from(w).ok())
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{:<36} {:>9} {:>9} {:>8} {:>8} {:>8} {:>6}",
-        "SERVICE", "REQUESTS", "SUCCESS", "RPS", "P50 ms", "P99 ms", "MTLS"
+        "DEPLOYMENTS in namespace demo, over the last {}s (conduit stat deploy -n demo)",
+        covered.as_secs()
     );
-    for (name, total, recent) in rows {
-        let success = total
-            .success_rate()
-            .map_or_else(|| "-".to_string(), |r| format!("{:.2}%", r * 100.0));
-        let rps = recent.responses / interval.as_secs_f64().max(1e-3);
-        let secured = total
-            .secured_rate()
-            .map_or_else(|| "-".to_string(), |r| format!("{:.0}%", r * 100.0));
-        let _ = writeln!(
-            out,
-            "{:<36} {:>9} {:>9} {:>8.1} {:>8} {:>8} {:>6}",
-            name,
-            total.responses,
-            success,
-            rps,
-            fmt_ms(recent.quantile(0.5).or_else(|| total.quantile(0.5))),
-            fmt_ms(recent.quantile(0.99).or_else(|| total.quantile(0.99))),
-            secured,
-        );
-    }
+    out.push_str(&or_reason(
+        deploys.map(|r| viz::stat::render(&r, viz::Output::Table, false)),
+    ));
+    out.push_str("\nPODS (conduit stat po -n demo)\n");
+    out.push_str(&or_reason(
+        viz::stat::query(controller, &stat("pod"))
+            .await
+            .map(|r| viz::stat::render(&r, viz::Output::Table, false)),
+    ));
+    out.push_str("\nROUTES of svc/books (conduit routes svc/books -n demo)\n");
+    let books = Resource {
+        namespace: "demo".into(),
+        kind: "service".into(),
+        name: "books".into(),
+    };
+    out.push_str(&or_reason(
+        viz::routes::query(controller, books, None, WINDOW)
+            .await
+            .map(|r| viz::routes::render(&r, "svc/books", viz::Output::Table)),
+    ));
+    out.push_str("\nEDGES (conduit edges deploy -n demo)\n");
+    out.push_str(&or_reason(
+        viz::edges::query(controller, "deployment", "demo", WINDOW)
+            .await
+            .map(|r| viz::edges::render(&r, viz::Output::Table)),
+    ));
     out
 }
 
@@ -598,6 +635,10 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
             "  a plaintext request straight to books-0's proxy: {status} {reason}"
         );
     }
+    let _ = writeln!(out, "  from another terminal, try:");
+    for command in TRY {
+        let _ = writeln!(out, "    {command}");
+    }
     let _ = writeln!(
         out,
         "Sending {} requests/s to web; Ctrl-C to stop.\n",
@@ -607,10 +648,9 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
 
     let tty = std::io::stdout().is_terminal();
     let deadline = opts.duration.map(|d| tokio::time::Instant::now() + d);
-    let mut previous: Vec<Golden> = vec![Golden::default(); pods.len()];
     let mut tick = tokio::time::interval(opts.interval);
     tick.tick().await;
-    let mut last = tokio::time::Instant::now();
+    let controller = CONTROLLER_GRPC.to_string();
     loop {
         let stop_at = async {
             match deadline {
@@ -623,48 +663,11 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
             _ = stop_at => true,
             _ = tokio::signal::ctrl_c() => true,
         };
-        let mut per_pod = Vec::new();
-        for (i, pod) in pods.iter().enumerate() {
-            let now = scrape(pod).await.unwrap_or_default();
-            let recent = now.since(&previous[i]);
-            per_pod.push((pod.clone(), now.clone(), recent));
-            previous[i] = now;
-        }
-        let mut rows = Vec::new();
-        let mut replicas = String::new();
-        for svc in SERVICES {
-            let (mut total, mut recent) = (Golden::default(), Golden::default());
-            let mine: Vec<_> = per_pod
-                .iter()
-                .filter(|(p, _, _)| p.service.name == svc.name)
-                .collect();
-            for (_, t, r) in &mine {
-                total.add(t);
-                recent.add(r);
-            }
-            if mine.len() > 1 && total.responses > 0.0 {
-                let shares: Vec<String> = mine
-                    .iter()
-                    .map(|(p, t, _)| {
-                        format!("{} {:.0}%", p.name, 100.0 * t.responses / total.responses)
-                    })
-                    .collect();
-                let _ = writeln!(
-                    replicas,
-                    "{} replicas (balanced by web's proxy): {}",
-                    svc.name,
-                    shares.join(", ")
-                );
-            }
-            rows.push((svc.authority(), total, recent));
-        }
+        let screen = screen(&controller).await;
         if tty {
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        let _ = write!(out, "{}", render(&rows, last.elapsed()));
-        let _ = write!(out, "{replicas}");
-        last = tokio::time::Instant::now();
-        let _ = writeln!(out);
+        let _ = writeln!(out, "{screen}");
         let _ = out.flush();
         if done {
             break;
@@ -712,27 +715,5 @@ mod tests {
         assert!(policy
             .pods
             .contains_key(&("demo".to_string(), "books-1".to_string())));
-    }
-
-    #[test]
-    fn the_table_has_a_row_per_service() {
-        let total = Golden {
-            responses: 10.0,
-            successes: 9.0,
-            secured: 10.0,
-            buckets: vec![(1.0, 5.0), (2.0, 10.0), (f64::INFINITY, 10.0)],
-        };
-        let rows = vec![(
-            "books.demo.svc.cluster.local:7001".to_string(),
-            total.clone(),
-            total,
-        )];
-        let table = render(&rows, Duration::from_secs(2));
-        assert!(table.starts_with("SERVICE"));
-        let line = table.lines().nth(1).unwrap();
-        assert!(line.contains("books.demo.svc.cluster.local:7001"), "{line}");
-        assert!(line.contains("90.00%"), "{line}");
-        assert!(line.contains("5.0"), "rps: {line}");
-        assert!(line.ends_with("100%"), "mTLS share: {line}");
     }
 }

@@ -8,8 +8,6 @@
 //! - [`diagnostics`]: what the controller says about a name.
 //! - [`viz`]: `stat`, `routes`, `edges`, `tap` and `top`, from the controller's Stats and
 //!   TapByResource APIs.
-//! - [`stats`]: reading golden metrics (requests, success rate, latency percentiles) out of a
-//!   proxy's Prometheus text.
 
 #![forbid(unsafe_code)]
 
@@ -19,5 +17,4 @@ pub mod diagnostics;
 mod http;
 pub mod identity;
 pub mod issuer;
-pub mod stats;
 pub mod viz;

@@ -133,7 +133,7 @@ impl Mesh {
         rsp.rows
             .iter()
             .find(|r| r.resource.as_ref().unwrap().name == name)
-            .and_then(|r| r.golden.clone())
+            .and_then(|r| r.golden)
             .unwrap_or_default()
     }
 

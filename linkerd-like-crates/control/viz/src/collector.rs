@@ -109,7 +109,7 @@ impl Collector {
             .values()
             .filter_map(|(p, h)| Some((p.clone(), h.delta(window)?)))
             .collect();
-        all.sort_by(|a, b| a.0.tap.cmp(&b.0.tap));
+        all.sort_by_key(|(p, _)| p.tap);
         all
     }
 }

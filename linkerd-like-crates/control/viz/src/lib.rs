@@ -33,11 +33,11 @@
 
 mod collector;
 mod proxies;
-mod query;
+pub mod query;
 mod resource;
 mod stats;
 mod tap;
-mod window;
+pub mod window;
 
 pub use self::collector::{Collector, MAX_WINDOW};
 pub use self::proxies::{ClientError, Clients, Proxy};

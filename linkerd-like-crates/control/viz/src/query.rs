@@ -23,9 +23,10 @@ pub struct Golden {
 impl Golden {
     /// Adds a series' window (`elapsed` long).
     pub fn add(&mut self, s: &SeriesDelta, elapsed: std::time::Duration) {
-        self.requests += s.count;
+        // Saturating: a proxy's counts are its own word, and must not overflow ours.
+        self.requests = self.requests.saturating_add(s.count);
         if s.labels().success {
-            self.successes += s.count;
+            self.successes = self.successes.saturating_add(s.count);
         }
         let secs = elapsed.as_secs_f64();
         if secs > 0.0 {

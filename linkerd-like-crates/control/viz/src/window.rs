@@ -138,7 +138,11 @@ impl History {
 mod tests {
     use super::*;
 
-    fn snapshot(series: &[(u32, u64, &[(u64, u64)])]) -> api::ProxySnapshot {
+    /// A series in a test: status, count, and `(micros, count)` buckets.
+    type Series<'a> = (u32, u64, &'a [(u64, u64)]);
+    type Counted = (u32, u64, Vec<(u64, u64)>);
+
+    fn snapshot(series: &[Series<'_>]) -> api::ProxySnapshot {
         api::ProxySnapshot {
             responses: series
                 .iter()
@@ -159,7 +163,7 @@ mod tests {
         }
     }
 
-    fn counts(d: &Delta) -> Vec<(u32, u64, Vec<(u64, u64)>)> {
+    fn counts(d: &Delta) -> Vec<Counted> {
         d.responses
             .iter()
             .map(|s| (s.labels().status, s.count, s.latency.clone()))

@@ -63,7 +63,7 @@ pub fn render(rsp: &RoutesResponse, service: &str, output: Output) -> String {
             let mut cells = vec![row.route.clone(), service.to_string()];
             cells.extend(golden_cells(row.golden.as_ref()));
             if output == Output::Wide {
-                cells.push(row.golden.clone().unwrap_or_default().requests.to_string());
+                cells.push(row.golden.unwrap_or_default().requests.to_string());
             }
             cells
         })

@@ -99,7 +99,7 @@ pub fn render(rsp: &StatResponse, output: Output, namespaces: bool) -> String {
             cells.extend(golden_cells(row.golden.as_ref()));
             cells.push(row.tcp_connections.to_string());
             if output == Output::Wide {
-                let g = row.golden.clone().unwrap_or_default();
+                let g = row.golden.unwrap_or_default();
                 cells.push(g.requests.to_string());
                 cells.push((g.requests - g.successes.min(g.requests)).to_string());
             }

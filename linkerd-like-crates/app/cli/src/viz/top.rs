@@ -145,6 +145,39 @@ impl Top {
     }
 }
 
+/// Taps `args`' resource and redraws the table every `refresh` until the stream ends or
+/// `stop` completes.
+pub async fn run(
+    addr: &str,
+    args: &super::tap::TapArgs,
+    refresh: Duration,
+    out: &mut (dyn std::io::Write + Send),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Top, super::VizError> {
+    let mut events = super::tap::watch(addr, args).await?;
+    let mut top = Top::default();
+    let mut tick = tokio::time::interval(refresh);
+    tokio::pin!(stop);
+    let draw = |top: &Top, out: &mut (dyn std::io::Write + Send)| {
+        // Clear the screen and go home, as `top` does.
+        let _ = write!(out, "\x1b[2J\x1b[H{}", top.render(40));
+        let _ = out.flush();
+    };
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = tick.tick() => draw(&top, out),
+            event = events.message() => match event {
+                Ok(Some(event)) => top.add(&event),
+                Ok(None) => break,
+                Err(status) => return Err(super::VizError::controller(addr, status)),
+            },
+        }
+    }
+    draw(&top, out);
+    Ok(top)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,37 +241,4 @@ mod tests {
         );
         assert!(table.contains("66.67%"), "{table}");
     }
-}
-
-/// Taps `args`' resource and redraws the table every `refresh` until the stream ends or
-/// `stop` completes.
-pub async fn run(
-    addr: &str,
-    args: &super::tap::TapArgs,
-    refresh: Duration,
-    out: &mut (dyn std::io::Write + Send),
-    stop: impl std::future::Future<Output = ()>,
-) -> Result<Top, super::VizError> {
-    let mut events = super::tap::watch(addr, args).await?;
-    let mut top = Top::default();
-    let mut tick = tokio::time::interval(refresh);
-    tokio::pin!(stop);
-    let draw = |top: &Top, out: &mut (dyn std::io::Write + Send)| {
-        // Clear the screen and go home, as `top` does.
-        let _ = write!(out, "\x1b[2J\x1b[H{}", top.render(40));
-        let _ = out.flush();
-    };
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            _ = tick.tick() => draw(&top, out),
-            event = events.message() => match event {
-                Ok(Some(event)) => top.add(&event),
-                Ok(None) => break,
-                Err(status) => return Err(super::VizError::controller(addr, status)),
-            },
-        }
-    }
-    draw(&top, out);
-    Ok(top)
 }
