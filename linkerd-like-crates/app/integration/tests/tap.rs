@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use conduit_api::stats::proxy_stats_client::ProxyStatsClient;
+use conduit_api::stats::GetProxyStats;
 use conduit_api::tap::tap_client::TapClient;
 use conduit_api::tap::tap_event::{Direction, Event};
 use conduit_api::tap::{r#match, ObserveRequest, TapEvent};
@@ -193,6 +195,35 @@ async fn only_the_controller_may_tap() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains(&identity_name("web")), "{err:?}");
+    // The proxy's stats, on the same port, likewise.
+    let stats_client = |creds| {
+        let tls = conduit_tls::ClientTls::new(creds).unwrap();
+        let name = Name::parse(&identity_name("books")).unwrap();
+        ProxyStatsClient::new(
+            conduit_discovery::channel(&books.tap.unwrap().to_string(), Some((tls, name))).unwrap(),
+        )
+    };
+    let err = stats_client(ctl.credentials("web").await)
+        .get(GetProxyStats {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    // The controller gets them: one request counted inbound, with its latency.
+    assert_eq!(get_via(books.inbound, "books:7001", "/").await.status(), 200);
+    let snapshot = stats_client(ctl.controller_credentials().await)
+        .get(GetProxyStats {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(snapshot.identity, identity_name("books"));
+    let inbound: Vec<_> = snapshot
+        .responses
+        .iter()
+        .filter(|s| s.direction == conduit_api::stats::Direction::Inbound as i32)
+        .collect();
+    assert_eq!(inbound.len(), 1, "{snapshot:?}");
+    assert_eq!((inbound[0].count, inbound[0].status), (1, 200));
+    assert_eq!(inbound[0].latency.iter().map(|b| b.count).sum::<u64>(), 1);
 
     // Plaintext: the tap port speaks only TLS.
     let plain = tonic::transport::Channel::from_shared(format!("http://{}", books.tap.unwrap()))
