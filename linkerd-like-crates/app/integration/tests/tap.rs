@@ -209,7 +209,10 @@ async fn only_the_controller_may_tap() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     // The controller gets them: one request counted inbound, with its latency.
-    assert_eq!(get_via(books.inbound, "books:7001", "/").await.status(), 200);
+    assert_eq!(
+        get_via(books.inbound, "books:7001", "/").await.status(),
+        200
+    );
     let snapshot = stats_client(ctl.controller_credentials().await)
         .get(GetProxyStats {})
         .await
