@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 mod collector;
+pub mod json;
 mod proxies;
 pub mod query;
 mod resource;

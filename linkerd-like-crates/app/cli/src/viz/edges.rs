@@ -1,7 +1,7 @@
 //! `conduit edges`: which workloads talk to which, with the identities each side presented
 //! and whether the connection was mTLS.
 
-use super::{channel, columns, display, golden_cells, golden_json, window, Output, VizError};
+use super::{channel, columns, display, golden_cells, window, Output, VizError};
 use conduit_api::stats::stats_client::StatsClient;
 use conduit_api::stats::{EdgesRequest, EdgesResponse};
 use std::time::Duration;
@@ -39,30 +39,7 @@ fn short(id: &str) -> String {
 /// Renders an answer (`wide` shows the full identities).
 pub fn render(rsp: &EdgesResponse, output: Output) -> String {
     if output == Output::Json {
-        let rows: Vec<serde_json::Value> = rsp
-            .rows
-            .iter()
-            .map(|row| {
-                let (src, dst) = (
-                    row.src.clone().unwrap_or_default(),
-                    row.dst.clone().unwrap_or_default(),
-                );
-                let mut v = serde_json::json!({
-                    "src": {"namespace": src.namespace, "kind": src.kind, "name": src.name},
-                    "dst": {"namespace": dst.namespace, "kind": dst.kind, "name": dst.name},
-                    "client_id": row.client_id,
-                    "server_id": row.server_id,
-                    "secured": row.secured,
-                });
-                if let (Some(obj), serde_json::Value::Object(g)) =
-                    (v.as_object_mut(), golden_json(row.golden.as_ref()))
-                {
-                    obj.extend(g);
-                }
-                v
-            })
-            .collect();
-        return format!("{:#}\n", serde_json::json!({ "rows": rows }));
+        return format!("{:#}\n", conduit_control_viz::json::edges(rsp));
     }
     if rsp.rows.is_empty() {
         return "No edges found.\n".into();

@@ -157,27 +157,6 @@ pub fn golden_cells(g: Option<&conduit_api::stats::Golden>) -> [String; 5] {
     }
 }
 
-/// A row's golden figures as JSON (`null`s without traffic).
-pub fn golden_json(g: Option<&conduit_api::stats::Golden>) -> serde_json::Value {
-    let g = g.cloned().unwrap_or_default();
-    let some = |v: serde_json::Value| {
-        if g.requests > 0 {
-            v
-        } else {
-            serde_json::Value::Null
-        }
-    };
-    serde_json::json!({
-        "requests": g.requests,
-        "successes": g.successes,
-        "success_rate": some(serde_json::json!(g.successes as f64 / g.requests.max(1) as f64)),
-        "rps": g.rps,
-        "latency_ms_p50": some(serde_json::json!(g.p50_us as f64 / 1000.0)),
-        "latency_ms_p95": some(serde_json::json!(g.p95_us as f64 / 1000.0)),
-        "latency_ms_p99": some(serde_json::json!(g.p99_us as f64 / 1000.0)),
-    })
-}
-
 /// Renders rows as left-aligned columns (the first) and right-aligned ones (the rest),
 /// two spaces apart.
 pub fn columns(header: &[&str], rows: &[Vec<String>], left: usize) -> String {

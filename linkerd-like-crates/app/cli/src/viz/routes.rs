@@ -1,6 +1,6 @@
 //! `conduit routes`: a service's golden metrics per route of its profile.
 
-use super::{channel, columns, golden_cells, golden_json, window, Output, VizError};
+use super::{channel, columns, golden_cells, window, Output, VizError};
 use conduit_api::stats::stats_client::StatsClient;
 use conduit_api::stats::{RoutesRequest, RoutesResponse};
 use conduit_api::tap::Resource;
@@ -29,20 +29,7 @@ pub async fn query(
 /// Renders an answer.
 pub fn render(rsp: &RoutesResponse, service: &str, output: Output) -> String {
     if output == Output::Json {
-        let rows: Vec<serde_json::Value> = rsp
-            .rows
-            .iter()
-            .map(|row| {
-                let mut v = serde_json::json!({ "route": row.route, "service": service });
-                if let (Some(obj), serde_json::Value::Object(g)) =
-                    (v.as_object_mut(), golden_json(row.golden.as_ref()))
-                {
-                    obj.extend(g);
-                }
-                v
-            })
-            .collect();
-        return format!("{:#}\n", serde_json::json!({ "rows": rows }));
+        return format!("{:#}\n", conduit_control_viz::json::routes(rsp, service));
     }
     let mut header = vec![
         "ROUTE",

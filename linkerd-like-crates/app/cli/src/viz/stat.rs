@@ -1,6 +1,6 @@
 //! `conduit stat`: golden metrics per resource, as `linkerd viz stat` shows them.
 
-use super::{channel, columns, display, golden_cells, golden_json, window, Output, VizError};
+use super::{channel, columns, display, golden_cells, window, Output, VizError};
 use conduit_api::stats::stats_client::StatsClient;
 use conduit_api::stats::{StatRequest, StatResponse};
 use conduit_api::tap::Resource;
@@ -37,33 +37,7 @@ pub async fn query(addr: &str, args: &StatArgs) -> Result<StatResponse, VizError
 /// Renders an answer; `namespaces` adds a NAMESPACE column (every namespace was asked).
 pub fn render(rsp: &StatResponse, output: Output, namespaces: bool) -> String {
     if output == Output::Json {
-        let rows: Vec<serde_json::Value> = rsp
-            .rows
-            .iter()
-            .map(|row| {
-                let r = row.resource.clone().unwrap_or_default();
-                let mut v = serde_json::json!({
-                    "namespace": r.namespace,
-                    "kind": r.kind,
-                    "name": r.name,
-                    "meshed": row.meshed,
-                    "pods": row.pods,
-                    "tcp_connections": row.tcp_connections,
-                });
-                if let (Some(obj), serde_json::Value::Object(g)) =
-                    (v.as_object_mut(), golden_json(row.golden.as_ref()))
-                {
-                    obj.extend(g);
-                }
-                v
-            })
-            .collect();
-        let window = rsp
-            .window
-            .and_then(|w| Duration::try_from(w).ok())
-            .unwrap_or_default();
-        let doc = serde_json::json!({ "window_seconds": window.as_secs_f64(), "rows": rows });
-        return format!("{doc:#}\n");
+        return format!("{:#}\n", conduit_control_viz::json::stat(rsp));
     }
     if rsp.rows.is_empty() {
         return "No resources found.\n".into();

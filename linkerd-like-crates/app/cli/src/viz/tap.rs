@@ -4,10 +4,10 @@
 use super::{channel, Output, VizError};
 use conduit_api::tap::r#match::{self, Match as M};
 use conduit_api::tap::tap_by_resource_client::TapByResourceClient;
-use conduit_api::tap::tap_event::{Direction, Event, Peer};
+use conduit_api::tap::tap_event::{Event, Peer};
 use conduit_api::tap::{Match, Resource, TapEvent, WatchRequest};
+use conduit_control_viz::json::micros;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 /// What to tap.
 #[derive(Clone, Debug, Default)]
@@ -74,11 +74,6 @@ pub async fn watch(addr: &str, args: &TapArgs) -> Result<tonic::Streaming<TapEve
     Ok(rsp.into_inner())
 }
 
-fn micros(d: Option<prost_types::Duration>) -> u64 {
-    d.and_then(|d| Duration::try_from(d).ok())
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 fn pod(proxy: &str) -> &str {
     proxy.rsplit('/').next().unwrap_or(proxy)
 }
@@ -96,14 +91,10 @@ pub fn grpc_status_name(code: u32) -> String {
 
 /// One event as a line (no newline), or as a JSON object for `-o json`.
 pub fn render(e: &TapEvent, output: Output) -> String {
-    let direction = match Direction::try_from(e.proxy_direction) {
-        Ok(Direction::Inbound) => "in",
-        Ok(Direction::Outbound) => "out",
-        _ => "-",
-    };
+    let direction = conduit_control_viz::json::direction(e);
     let addr = |p: Option<&Peer>| p.map_or("-".to_string(), |p| p.addr.clone());
     if output == Output::Json {
-        return json(e, direction).to_string();
+        return conduit_control_viz::json::tap_event(e).to_string();
     }
     let mut line = String::new();
     let head = |kind: &str, id: u64, line: &mut String| {
@@ -166,53 +157,6 @@ pub fn render(e: &TapEvent, output: Output) -> String {
         }
     }
     line
-}
-
-fn json(e: &TapEvent, direction: &str) -> serde_json::Value {
-    let peer = |p: Option<&Peer>| {
-        p.map_or(
-            serde_json::Value::Null,
-            |p| serde_json::json!({ "addr": p.addr, "identity": p.identity, "labels": p.labels }),
-        )
-    };
-    let event = match &e.event {
-        Some(Event::RequestInit(r)) => serde_json::json!({
-            "type": "request_init", "id": r.id, "method": r.method, "scheme": r.scheme,
-            "authority": r.authority, "path": r.path,
-        }),
-        Some(Event::ResponseInit(r)) => serde_json::json!({
-            "type": "response_init", "id": r.id, "http_status": r.http_status,
-            "latency_us": micros(r.since_request_init),
-        }),
-        Some(Event::ResponseEnd(r)) => {
-            let mut v = serde_json::json!({
-                "type": "response_end", "id": r.id,
-                "duration_us": micros(r.since_response_init),
-                "total_us": micros(r.since_request_init),
-                "response_bytes": r.response_bytes,
-            });
-            match &r.end {
-                Some(conduit_api::tap::tap_event::response_end::End::GrpcStatus(code)) => {
-                    v["grpc_status"] = serde_json::json!(code);
-                }
-                Some(conduit_api::tap::tap_event::response_end::End::Error(err)) => {
-                    v["error"] = serde_json::json!(err);
-                }
-                None => {}
-            }
-            v
-        }
-        None => serde_json::Value::Null,
-    };
-    serde_json::json!({
-        "proxy": e.proxy,
-        "direction": direction,
-        "source": peer(e.source.as_ref()),
-        "destination": peer(e.destination.as_ref()),
-        "tls": e.tls,
-        "route": e.route,
-        "event": event,
-    })
 }
 
 /// Prints each event of a tap as it comes, until the stream ends (its limit) or `stop`

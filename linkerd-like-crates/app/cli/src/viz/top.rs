@@ -4,6 +4,7 @@ use super::{columns, latency};
 use conduit_api::tap::tap_event::response_end::End;
 use conduit_api::tap::tap_event::Event;
 use conduit_api::tap::TapEvent;
+use conduit_control_viz::json::micros;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -41,11 +42,6 @@ struct Open {
 pub struct Top {
     rows: HashMap<(String, String), Row>,
     open: HashMap<(String, u64), Open>,
-}
-
-fn micros(d: Option<prost_types::Duration>) -> u64 {
-    d.and_then(|d| Duration::try_from(d).ok())
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Top {
