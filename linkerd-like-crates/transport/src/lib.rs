@@ -13,11 +13,13 @@
 
 mod connect;
 mod listen;
+mod serve;
 
 pub use self::connect::{connect, ConnectError};
 #[cfg(feature = "test-util")]
 pub use self::listen::accepted_for_test;
 pub use self::listen::{bind, orig_dst, Accepted, ConnectionLimit, Listener};
+pub use self::serve::serve;
 
 /// Options applied to every proxied socket.
 pub(crate) fn configure(stream: &tokio::net::TcpStream) {

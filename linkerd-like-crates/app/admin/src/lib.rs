@@ -29,6 +29,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Admin connections served at once; more wait to be accepted. Probes and scrapers need a
+/// handful; the bound keeps a flood of them from costing the proxy its memory.
+const MAX_CONNECTIONS: usize = 64;
+
 /// What `/metrics` serves: a process's metrics in the Prometheus text format.
 pub trait Metrics: Send + Sync + 'static {
     /// Every metric, as text.
@@ -110,22 +114,11 @@ impl Admin {
     }
 
     /// Serves `listener` until `drain` is signaled.
-    pub async fn serve(self, listener: Listener, mut drain: drain::Watch) {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = drain.signaled() => return,
-            };
-            let accepted = match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "admin accept failed");
-                    continue;
-                }
-            };
+    pub async fn serve(self, listener: Listener, drain: drain::Watch) {
+        conduit_transport::serve(listener, MAX_CONNECTIONS, drain, move |accepted, _| {
             let admin = self.clone();
             let client = accepted.client;
-            tokio::spawn(async move {
+            async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let admin = admin.clone();
                     async move { Ok::<_, std::convert::Infallible>(admin.handle(req, client).await) }
@@ -137,8 +130,9 @@ impl Admin {
                 {
                     tracing::debug!(%error, "admin connection failed");
                 }
-            });
-        }
+            }
+        })
+        .await
     }
 
     /// Answers one admin request from `client`.
