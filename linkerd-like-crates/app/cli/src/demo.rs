@@ -167,6 +167,8 @@ const CONTROLLER_GRPC: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8086);
 const CONTROLLER_ADMIN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9990);
+const CONTROLLER_DASHBOARD: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8084);
 
 /// A small non-cryptographic generator (xorshift): the demo only needs variety.
 #[derive(Debug)]
@@ -407,6 +409,7 @@ async fn start_controller(
     args.log = "warn".to_string();
     // The tables refresh every second or two: pull the proxies as often.
     args.stats_interval = Duration::from_secs(1);
+    args.dashboard_addr = CONTROLLER_DASHBOARD;
     let bound = conduit_app_controller::bind(args, Arc::new(trace::Unmanaged))
         .await
         .map_err(|e| DemoError::Controller(e.to_string()))?;
@@ -611,7 +614,7 @@ pub async fn run(opts: Options, out: &mut (dyn Write + Send)) -> Result<(), Demo
     );
     let _ = writeln!(
         out,
-        "  controller  gRPC {CONTROLLER_GRPC}, admin http://{CONTROLLER_ADMIN}/metrics, registry {}",
+        "  controller  gRPC {CONTROLLER_GRPC}, admin http://{CONTROLLER_ADMIN}/metrics, dashboard http://{CONTROLLER_DASHBOARD}/, registry {}",
         registry.display()
     );
     for pod in &pods {

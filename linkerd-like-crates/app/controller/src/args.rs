@@ -75,6 +75,14 @@ pub struct Args {
     )]
     pub admin_addr: SocketAddr,
 
+    /// The web dashboard's address (no login of its own: reach it by port-forward).
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8084",
+        env = "CONDUIT_CONTROLLER_DASHBOARD_ADDR"
+    )]
+    pub dashboard_addr: SocketAddr,
+
     /// The cluster's DNS domain.
     #[arg(
         long,
@@ -163,6 +171,7 @@ impl Args {
             discovery: Discovery::File(path),
             destination_addr,
             admin_addr,
+            dashboard_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             cluster_domain: "cluster.local".into(),
             controller_namespace: "conduit".into(),
             trust_domain: "cluster.local".into(),

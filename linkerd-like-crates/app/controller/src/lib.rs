@@ -3,6 +3,7 @@
 //! | port | what |
 //! |---|---|
 //! | `:8086` | gRPC: Destination (endpoint and profile streams), Identity (`Certify`), Policy (`WatchPort`), TapByResource (`Watch`), Stats (`Stat`, `Routes`, `Edges`) |
+//! | `:8084` | the web dashboard ([`conduit_control_viz::Dashboard`]) |
 //! | `:9990` | admin: `/metrics`, `/ready`, `/live`; `/meshed-endpoints` (the meshed proxies it knows), `/identity/trust-anchors.pem` and `/identity/issuer.pem` (public certificates, for `conduit check`) |
 //!
 //! Discovery comes from one source behind one index: a watched YAML file
@@ -27,7 +28,7 @@ use conduit_app_admin::{Admin, LogLevel};
 use conduit_control_ca::{IdentityService, IssuerFiles, LocalTokens, TokenVerifier};
 use conduit_control_destination::{file, DestinationService, Index};
 use conduit_control_policy::{PolicyIndex, PolicyService};
-use conduit_control_viz::{Clients, Collector, StatsService, TapService};
+use conduit_control_viz::{Clients, Collector, Dashboard, StatsService, TapService};
 use conduit_stack::drain;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -66,6 +67,7 @@ pub struct Bound {
     policy: Arc<PolicyIndex>,
     grpc: tokio::net::TcpListener,
     admin: conduit_transport::Listener,
+    dashboard: conduit_transport::Listener,
     log_level: Arc<dyn LogLevel>,
     identity: Option<Identity>,
 }
@@ -122,12 +124,19 @@ pub async fn bind(args: Args, log_level: Arc<dyn LogLevel>) -> Result<Bound, Sta
         addr: args.admin_addr,
         source,
     })?;
+    let dashboard =
+        conduit_transport::bind(args.dashboard_addr).map_err(|source| StartError::Bind {
+            what: "dashboard",
+            addr: args.dashboard_addr,
+            source,
+        })?;
     Ok(Bound {
         args,
         kube,
         index,
         grpc,
         admin,
+        dashboard,
         log_level,
         identity,
         policy,
@@ -223,6 +232,11 @@ impl Bound {
         self.admin.local_addr()
     }
 
+    /// The dashboard's address.
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard.local_addr()
+    }
+
     /// The index the controller serves from.
     pub fn index(&self) -> &Arc<Index> {
         &self.index
@@ -301,18 +315,23 @@ impl Bound {
             self.args.stats_interval,
         );
         let collecting = tokio::spawn(collector.clone().run());
+        let tap = TapService::new(self.index.clone(), clients);
+        let stats = StatsService::new(self.index.clone(), collector);
+        let dashboard = Dashboard::new(self.index.clone(), stats.clone(), tap.clone());
+        let dashboard_addr = self.dashboard.local_addr();
+        tokio::spawn(dashboard.serve(self.dashboard, watch.clone()));
         let grpc = tonic::transport::Server::builder()
             .add_service(destination)
             .add_service(PolicyService::new(self.policy.clone()).into_server())
-            .add_service(TapService::new(self.index.clone(), clients).into_server())
-            .add_service(StatsService::new(self.index.clone(), collector).into_server())
+            .add_service(tap.into_server())
+            .add_service(stats.into_server())
             .add_optional_service(identity)
             .serve_with_incoming_shutdown(tls::incoming(self.grpc, tls), async move {
                 grpc_drain.signaled().await;
             });
         let grpc = tokio::spawn(grpc);
         drop(watch);
-        tracing::info!(grpc = %grpc_addr, admin = %admin_addr, "controller ready");
+        tracing::info!(grpc = %grpc_addr, admin = %admin_addr, dashboard = %dashboard_addr, "controller ready");
 
         tokio::select! {
             () = shutdown => {}

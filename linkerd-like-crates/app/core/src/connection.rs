@@ -371,4 +371,3 @@ impl Connection {
         conduit_http::forward::splice(io, upstream).await;
     }
 }
-

@@ -22,6 +22,6 @@ pub mod resolve;
 
 pub use self::config::Config;
 pub use self::connection::{Connection, Destination, Tls};
-pub use conduit_transport::serve;
 pub use self::http_router::{HttpRouter, Route};
 pub use conduit_metrics::{Direction, ProxyMetrics};
+pub use conduit_transport::serve;

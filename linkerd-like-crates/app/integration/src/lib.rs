@@ -341,6 +341,8 @@ pub struct TestController {
     pub grpc: SocketAddr,
     /// The admin server's address.
     pub admin: SocketAddr,
+    /// The dashboard's address.
+    pub dashboard: SocketAddr,
     registry: std::path::PathBuf,
     dir: std::path::PathBuf,
     identity: Option<TestIdentity>,
@@ -363,6 +365,7 @@ impl TestController {
         let mut ctl = TestController {
             grpc: "127.0.0.1:0".parse().unwrap(),
             admin: "127.0.0.1:0".parse().unwrap(),
+            dashboard: "127.0.0.1:0".parse().unwrap(),
             registry: path,
             dir,
             identity: None,
@@ -547,7 +550,11 @@ impl TestController {
                     .await
                     .expect("controller binds");
                 bound_tx
-                    .send((bound.grpc_addr(), bound.admin_addr()))
+                    .send((
+                        bound.grpc_addr(),
+                        bound.admin_addr(),
+                        bound.dashboard_addr(),
+                    ))
                     .unwrap();
                 bound
                     .run(async move {
@@ -558,7 +565,7 @@ impl TestController {
             // Dropping the runtime cancels every connection task: the streams break.
             drop(rt);
         });
-        (self.grpc, self.admin) = bound_rx
+        (self.grpc, self.admin, self.dashboard) = bound_rx
             .recv_timeout(TIMEOUT)
             .expect("the controller starts");
         self.stop = Some(stop);

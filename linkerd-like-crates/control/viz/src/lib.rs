@@ -10,6 +10,8 @@
 //!   restarts or scales loses nothing a proxy holds) and reuses tap's mTLS channel and
 //!   authorization, at the cost of a window's resolution being the interval.
 //!
+//! - [`Dashboard`]: the web dashboard on `:8084`, over both.
+//!
 //! A window's figures are the difference between each proxy's newest answer and its answer a
 //! window before: counts are exact, rates are counts over the real time between the two
 //! answers, and percentiles come from the merged histogram's buckets, exact to within the
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod collector;
+mod dashboard;
 pub mod json;
 mod proxies;
 pub mod query;
@@ -41,6 +44,7 @@ mod tap;
 pub mod window;
 
 pub use self::collector::{Collector, MAX_WINDOW};
+pub use self::dashboard::Dashboard;
 pub use self::proxies::{ClientError, Clients, Proxy};
 pub use self::query::DEFAULT_ROUTE;
 pub use self::resource::{InvalidResource, Kind, Resource};
