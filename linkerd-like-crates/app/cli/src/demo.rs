@@ -516,6 +516,9 @@ fn start_traffic(rps: u32, mut stop: watch::Receiver<bool>) {
     });
 }
 
+/// Requests tapped for each screen's live view.
+const LIVE_REQUESTS: u32 = 8;
+
 /// The window the demo's tables cover.
 const WINDOW: Duration = Duration::from_secs(30);
 
@@ -583,6 +586,49 @@ pub async fn screen(controller: &str) -> String {
             .await
             .map(|r| viz::edges::render(&r, viz::Output::Table)),
     ));
+    out.push_str(&live(controller).await);
+    out
+}
+
+/// A few of web's requests to books, live (`conduit tap`), and the paths they went to
+/// (`conduit top`), from one short tap.
+async fn live(controller: &str) -> String {
+    let args = viz::tap::TapArgs {
+        target: Resource {
+            namespace: "demo".into(),
+            kind: "deployment".into(),
+            name: "web".into(),
+        },
+        to: Some(Resource {
+            namespace: "demo".into(),
+            kind: "deployment".into(),
+            name: "books".into(),
+        }),
+        limit: LIVE_REQUESTS,
+        ..Default::default()
+    };
+    let mut out =
+        String::from("\nLIVE (conduit tap deploy/web -n demo --to deploy/books --limit 8)\n");
+    let mut top = viz::top::Top::default();
+    let tapped = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut events = viz::tap::watch(controller, &args).await?;
+        while let Ok(Some(event)) = events.message().await {
+            if out.lines().count() < 7 {
+                out.push_str(&viz::tap::render(&event, viz::Output::Table));
+                out.push('\n');
+            }
+            top.add(&event);
+        }
+        Ok::<_, viz::VizError>(())
+    })
+    .await;
+    match tapped {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.push_str(&format!("{e}\n")),
+        Err(_) => out.push_str("(no requests within 2s)\n"),
+    }
+    out.push_str("\nTOP of those requests (conduit top deploy/web -n demo)\n");
+    out.push_str(&top.render(5));
     out
 }
 
