@@ -576,16 +576,9 @@ mod tests {
                 vec![Frame::data("x".into()), Frame::trailers(trailers)]
             }),
         ] {
-            let req = http::Request::builder()
-                .uri("http://books:80/")
-                .body(())
-                .unwrap();
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
-            let fut = svc.call(req);
-            let (_, send) = handle.next_request().await.unwrap();
             let body = Frames(frames.into());
-            send.send_response(http::Response::builder().status(status).body(body).unwrap());
-            fut.await.unwrap().into_body().collect().await.unwrap();
+            let rsp = http::Response::builder().status(status).body(body).unwrap();
+            exchange(&mut svc, &mut handle, Duration::ZERO, rsp).await;
         }
         let t = text(&metrics);
         for status in ["503", "200"] {
@@ -687,18 +680,9 @@ mod tests {
         ));
         handle.allow(3);
         for ms in [7, 7, 250] {
-            let req = http::Request::builder()
-                .uri("http://books:80/")
-                .body(())
-                .unwrap();
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
-            let fut = svc.call(req);
-            let (_, send) = handle.next_request().await.unwrap();
-            tokio::time::advance(Duration::from_millis(ms)).await;
             let mut rsp = http::Response::new(Full::from("ok"));
             rsp.extensions_mut().insert(dst.clone());
-            send.send_response(rsp);
-            fut.await.unwrap().into_body().collect().await.unwrap();
+            exchange(&mut svc, &mut handle, Duration::from_millis(ms), rsp).await;
         }
         let t = text(&metrics);
         let rl = format!(
@@ -744,13 +728,6 @@ mod tests {
         ];
         handle.allow(cases.len() as u64);
         for (status, class, frames) in cases {
-            let req = http::Request::builder()
-                .uri("http://books:80/")
-                .body(())
-                .unwrap();
-            std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
-            let fut = svc.call(req);
-            let (_, send) = handle.next_request().await.unwrap();
             let mut rsp = http::Response::builder()
                 .status(status)
                 .body(Frames(frames.into()))
@@ -758,8 +735,7 @@ mod tests {
             if let Some(failure) = class {
                 rsp.extensions_mut().insert(ResponseClass { failure });
             }
-            send.send_response(rsp);
-            fut.await.unwrap().into_body().collect().await.unwrap();
+            exchange(&mut svc, &mut handle, Duration::ZERO, rsp).await;
         }
         let t = text(&metrics);
         for (status, class) in [
@@ -771,6 +747,33 @@ mod tests {
             let rl = format!(r#"{L},status_code="{status}",classification="{class}""#);
             assert!(t.contains(&format!("response_total{{{rl}}} 1\n")), "{t}");
         }
+    }
+
+    type Mocked<B> = mock::Mock<http::Request<()>, http::Response<B>>;
+
+    /// A GET of `http://books:80/` through `svc`, answered with `rsp` after `after` (of
+    /// paused time), its body read to the end.
+    async fn exchange<B>(
+        svc: &mut HttpMetricsService<Mocked<B>>,
+        handle: &mut mock::Handle<http::Request<()>, http::Response<B>>,
+        after: Duration,
+        rsp: http::Response<B>,
+    ) where
+        B: Body<Data = bytes::Bytes>,
+        B::Error: std::fmt::Debug,
+    {
+        let req = http::Request::builder()
+            .uri("http://books:80/")
+            .body(())
+            .unwrap();
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let fut = svc.call(req);
+        let (_, send) = handle.next_request().await.unwrap();
+        if !after.is_zero() {
+            tokio::time::advance(after).await;
+        }
+        send.send_response(rsp);
+        fut.await.unwrap().into_body().collect().await.unwrap();
     }
 
     /// A body that yields the frames it was given.
