@@ -3,180 +3,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use conduit_api::stats::{Golden, StatResponse};
+mod common;
+
+use common::*;
+use conduit_api::stats::Golden;
 use conduit_api::tap::tap_event::Event;
-use conduit_api::tap::{Resource, TapEvent};
+use conduit_api::tap::TapEvent;
 use conduit_app_cli::viz::{self, stat::StatArgs, tap::TapArgs, Output};
 use conduit_app_integration::*;
 use http_body_util::Full;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-const BOOKS: &str = "books.demo.svc.cluster.local:7001";
-
-/// An app that sleeps `N` ms for `/ms/N` (then 200) and `/fail/N` (then 500).
-async fn sleepy_app() -> SocketAddr {
-    http_server(|req| async move {
-        let path = req.uri().path().to_string();
-        let (status, ms) = match path.rsplit_once('/') {
-            Some(("/ms", n)) => (200, n.parse().unwrap_or(0)),
-            Some(("/fail", n)) => (500, n.parse().unwrap_or(0)),
-            _ => (404, 0),
-        };
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        http::Response::builder()
-            .status(status)
-            .body(Full::from("x"))
-            .unwrap()
-    })
-    .await
-    .0
-}
-
-/// A controller, books' proxy in front of the sleepy app, and web's proxy as the client.
-struct Mesh {
-    ctl: TestController,
-    web: TestProxy,
-    _books: TestProxy,
-}
-
-fn endpoint(proxy: &TestProxy, name: &str) -> String {
-    format!(
-        "          - address: {}\n            identity: {}\n            labels: {{workload: {name}, pod: {name}-0}}\n            tapPort: {}\n",
-        proxy.inbound,
-        identity_name(name),
-        proxy.tap.unwrap().port()
-    )
-}
-
-async fn mesh() -> Mesh {
-    let app = sleepy_app().await.to_string();
-    let ctl = TestController::start_with_identity(
-        &registry("books", 7001, &[]),
-        Duration::from_secs(3600),
-    );
-    let books = ctl
-        .meshed_proxy(
-            "books",
-            &[
-                ("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &app),
-                (
-                    "CONDUIT_PROXY_WORKLOAD_LABELS",
-                    "namespace=demo,workload=books,pod=books-0",
-                ),
-            ],
-        )
-        .await;
-    let web = ctl
-        .meshed_proxy(
-            "web",
-            &[(
-                "CONDUIT_PROXY_WORKLOAD_LABELS",
-                "namespace=demo,workload=web,pod=web-0",
-            )],
-        )
-        .await;
-    let services = format!(
-        "services:\n  - name: books\n    namespace: demo\n    ports:\n      - port: 7001\n        endpoints:\n{}  - name: web\n    namespace: demo\n    ports:\n      - port: 7000\n        endpoints:\n{}",
-        endpoint(&books, "books"),
-        endpoint(&web, "web"),
-    );
-    let profiles = "profiles:\n  - service: books.demo.svc.cluster.local\n    routes:\n      - name: GET /ms/{n}\n        condition: {method: GET, pathRegex: '/ms/\\d+'}\n";
-    ctl.write_registry(&format!("{services}{profiles}"));
-    let mesh = Mesh {
-        ctl,
-        web,
-        _books: books,
-    };
-    mesh.until_pulled_twice().await;
-    mesh
-}
-
-fn res(ns: &str, kind: &str, name: &str) -> Resource {
-    Resource {
-        namespace: ns.into(),
-        kind: kind.into(),
-        name: name.into(),
-    }
-}
-
-impl Mesh {
-    fn addr(&self) -> String {
-        self.ctl.grpc.to_string()
-    }
-
-    async fn stat(
-        &self,
-        resource: Resource,
-        from: Option<Resource>,
-        to: Option<Resource>,
-    ) -> StatResponse {
-        let args = StatArgs {
-            resource,
-            from,
-            to,
-            window: Duration::from_secs(60),
-        };
-        viz::stat::query(&self.addr(), &args).await.unwrap()
-    }
-
-    /// The golden figures of the row named `name`.
-    async fn golden(
-        &self,
-        resource: Resource,
-        from: Option<Resource>,
-        to: Option<Resource>,
-        name: &str,
-    ) -> Golden {
-        let rsp = self.stat(resource, from, to).await;
-        rsp.rows
-            .iter()
-            .find(|r| r.resource.as_ref().unwrap().name == name)
-            .and_then(|r| r.golden)
-            .unwrap_or_default()
-    }
-
-    /// Waits until the controller knows both proxies and has pulled each twice: what
-    /// happens next is counted from a known start.
-    async fn until_pulled_twice(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let rsp = self.stat(res("demo", "deploy", ""), None, None).await;
-            let covered = rsp
-                .window
-                .map(|w| Duration::try_from(w).unwrap())
-                .unwrap_or_default();
-            if rsp.rows.len() == 2 && !covered.is_zero() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the controller does not pull the proxies: {rsp:?}"
-            );
-            tokio::time::sleep(STATS_INTERVAL).await;
-        }
-    }
-
-    /// Waits until books' row counts `n` requests.
-    async fn until_books_counted(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let g = self
-                .golden(res("demo", "deploy", "books"), None, None, "books")
-                .await;
-            if g.requests == n {
-                return;
-            }
-            assert!(
-                g.requests < n && Instant::now() < deadline,
-                "books counted {} requests, waiting for {n}",
-                g.requests
-            );
-            tokio::time::sleep(STATS_INTERVAL).await;
-        }
-    }
-}
 
 /// `n` GETs of `path(i)` through web's proxy, `concurrency` at a time.
 async fn traffic(web: SocketAddr, n: usize, concurrency: usize, path: fn(usize) -> String) {
@@ -199,19 +37,21 @@ async fn traffic(web: SocketAddr, n: usize, concurrency: usize, path: fn(usize) 
     }
 }
 
-/// 600 requests of 10 ms, 300 of 40 ms, 100 of 80 ms answered 500.
+/// 600 requests of 10 ms, 300 of 100 ms, 100 of 300 ms answered 500: groups far enough
+/// apart that a loaded machine's scheduling delays cannot move a percentile into the next.
 fn mix(i: usize) -> String {
     match i % 10 {
         0..=5 => "/ms/10".into(),
-        6..=8 => "/ms/40".into(),
-        _ => "/fail/80".into(),
+        6..=8 => "/ms/100".into(),
+        _ => "/fail/300".into(),
     }
 }
 
-/// Within the histograms' 1% of `at_least_ms`, plus scheduling slack, and never below it.
+/// At least `at_least_ms` (a sleep is never short), within the histograms' 1% and the
+/// scheduling slack of a busy two-core machine (short of the next group).
 fn assert_latency(us: u64, at_least_ms: u64, what: &str) {
     let low = at_least_ms * 1000;
-    let high = low + low / 100 + 15_000;
+    let high = low + low / 100 + 80_000;
     assert!(
         (low..=high).contains(&us),
         "{what}: {us}µs, expected {low}..={high}µs"
@@ -239,8 +79,8 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
         .await;
     assert_eq!((books.requests, books.successes), (1001, 901));
     assert_latency(books.p50_us, 10, "p50");
-    assert_latency(books.p95_us, 80, "p95");
-    assert_latency(books.p99_us, 80, "p99");
+    assert_latency(books.p95_us, 300, "p95");
+    assert_latency(books.p99_us, 300, "p99");
     assert!(
         books.rps > 0.0 && books.rps <= 1001.0 / traffic_secs,
         "{books:?}"
@@ -306,7 +146,7 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
     assert_eq!(row["successes"], 901);
     assert!((row["success_rate"].as_f64().unwrap() - 901.0 / 1001.0).abs() < 1e-9);
     let p50 = row["latency_ms_p50"].as_f64().unwrap();
-    assert!((10.0..25.0).contains(&p50), "{row}");
+    assert!((10.0..90.0).contains(&p50), "{row}");
 
     // Routes: the profile's route, and the rest.
     let routes = viz::routes::query(
@@ -322,7 +162,8 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
         .iter()
         .map(|r| (r.route.as_str(), r.golden.as_ref().unwrap()))
         .collect();
-    assert_eq!(routes.rows.len(), 2, "{routes:?}");
+    assert_eq!(routes.rows.len(), 3, "{routes:?}");
+    assert_eq!(routes.rows[1].route, "GET /missing");
     assert_eq!(routes.rows[0].route, "GET /ms/{n}");
     let (ms, other) = (by_route["GET /ms/{n}"], by_route["[DEFAULT]"]);
     // The warm-up request may have gone before web's proxy had the profile.
@@ -330,10 +171,10 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
     assert!(ms.requests >= 900, "{ms:?}");
     assert_eq!(ms.successes, ms.requests);
     assert_eq!(other.successes, other.requests - 100);
-    assert_latency(other.p50_us, 80, "[DEFAULT] p50");
+    assert_latency(other.p50_us, 300, "[DEFAULT] p50");
     let table = viz::routes::render(&routes, "svc/books", Output::Table);
     assert!(
-        table.lines().nth(2).unwrap().starts_with("[DEFAULT]"),
+        table.lines().nth(3).unwrap().starts_with("[DEFAULT]"),
         "{table}"
     );
 
@@ -378,25 +219,34 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
     .await
     .unwrap_err();
     assert!(err.to_string().contains("not both"), "{err}");
-}
 
-/// Sends GETs of `path` through web's proxy every 20 ms until the returned sender is dropped.
-fn keep_requesting(web: SocketAddr, path: &'static str) -> tokio::sync::oneshot::Sender<()> {
-    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        for _ in 0..500 {
-            // Stopped, or its sender dropped.
-            if !matches!(
-                stopped.try_recv(),
-                Err(tokio::sync::oneshot::error::TryRecvError::Empty)
-            ) {
-                return;
-            }
-            body_string(get_via(web, BOOKS, path).await).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    stop
+    // The profile's response class: ten 404s on /missing are failures to web's proxy, which
+    // has the profile, and successes to books' (the default class).
+    traffic(mesh.web.outbound, 10, 2, |_| "/missing".into()).await;
+    mesh.until_books_counted(1011).await;
+    let books = mesh
+        .golden(res("demo", "deploy", "books"), None, None, "books")
+        .await;
+    assert_eq!((books.requests, books.successes), (1011, 911));
+    let svc = mesh
+        .golden(res("demo", "svc", "books"), None, None, "books")
+        .await;
+    assert_eq!((svc.requests, svc.successes), (1011, 901));
+    let routes = viz::routes::query(
+        &mesh.addr(),
+        res("demo", "svc", "books"),
+        None,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let missing = routes
+        .rows
+        .iter()
+        .find(|r| r.route == "GET /missing")
+        .unwrap();
+    let g = missing.golden.unwrap();
+    assert_eq!((g.requests, g.successes), (10, 0));
 }
 
 async fn events_until_end(stream: &mut tonic::Streaming<TapEvent>) -> Vec<TapEvent> {
@@ -530,125 +380,4 @@ async fn tap_by_resource_merges_filters_and_limits() {
     };
     let err = viz::tap::watch(&mesh.addr(), &bad).await.unwrap_err();
     assert!(err.to_string().contains("unknown kind"), "{err}");
-}
-
-/// Runs headless Chromium on `url` with `extra` flags; its stdout and stderr.
-async fn chromium(chromium: &std::path::Path, url: &str, extra: &[&str]) -> (String, String) {
-    let profile = tempdir("chromium-profile");
-    let mut cmd = tokio::process::Command::new(chromium);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--window-size=1400,1500",
-        // Wait for the page's first refreshes and its tap (which ends by its limit).
-        "--virtual-time-budget=8000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("chromium finishes")
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("conduit-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The value of `attr` on the element carrying `marker` in `dom`.
-fn attr<'a>(dom: &'a str, marker: &str, attr: &str) -> Option<&'a str> {
-    let at = dom.find(marker)?;
-    let tag_start = dom[..at].rfind('<')?;
-    let tag = &dom[tag_start..at + dom[at..].find('>')?];
-    let value = tag.split(&format!("{attr}=\"")).nth(1)?;
-    value.split('"').next()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_the_mesh_in_a_browser() {
-    let Some(browser) = require_tool("chromium", "loads the dashboard headless") else {
-        return;
-    };
-    let mesh = mesh().await;
-    let traffic = keep_requesting(mesh.web.outbound, "/ms/1");
-    let failing = keep_requesting(mesh.web.outbound, "/fail/1");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mesh
-        .golden(res("demo", "deploy", "books"), None, None, "books")
-        .await
-        .requests
-        < 10
-    {
-        assert!(Instant::now() < deadline, "no traffic counted");
-        tokio::time::sleep(STATS_INTERVAL).await;
-    }
-    // The API says what is wrong with a query.
-    let rsp = get(mesh.ctl.dashboard, "/api/stat?kind=replicaset").await;
-    assert_eq!(rsp.status(), 400);
-    let body: serde_json::Value = serde_json::from_str(&body_string(rsp).await).unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("unknown kind"),
-        "{body}"
-    );
-    assert_eq!(get(mesh.ctl.dashboard, "/nothing-here").await.status(), 404);
-    let rsp = get(mesh.ctl.dashboard, "/api/stat?kind=deploy&namespace=demo").await;
-    assert_eq!(rsp.status(), 200);
-    let body: serde_json::Value = serde_json::from_str(&body_string(rsp).await).unwrap();
-    assert_eq!(body["rows"].as_array().unwrap().len(), 2, "{body}");
-
-    let url = format!(
-        "http://{}/?namespace=demo&refresh=500&tap=deployment/books&limit=3",
-        mesh.ctl.dashboard
-    );
-
-    // The page as the browser built it: no error, the demo's workloads with traffic, the
-    // edge, books' route, and a live tap.
-    let (dom, log) = chromium(&browser, &url, &["--dump-dom"]).await;
-    assert_eq!(
-        attr(&dom, "<body", "data-errors"),
-        Some("0"),
-        "{dom}\n{log}"
-    );
-    assert!(!log.contains("Uncaught"), "{log}");
-    let loaded: u32 = attr(&dom, "<body", "data-loaded").unwrap().parse().unwrap();
-    assert!(loaded >= 1, "{dom}");
-    for name in ["deploy/books", "svc/books"] {
-        let rps: f64 = attr(&dom, &format!("data-name=\"{name}\""), "data-rps")
-            .unwrap_or_else(|| panic!("no row for {name} in {dom}"))
-            .parse()
-            .unwrap();
-        assert!(rps > 0.0, "{name}: {rps}");
-    }
-    assert!(dom.contains("data-src=\"web\" data-dst=\"books\""), "{dom}");
-    assert!(dom.contains("data-route=\"GET /ms/{n}\""), "{dom}");
-    assert_eq!(dom.matches("data-event=\"req\"").count(), 3, "{dom}");
-    assert_eq!(dom.matches("data-event=\"end\"").count(), 3, "{dom}");
-
-    // And a picture of it, kept with the test's build output.
-    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&png);
-    let (_, log) = chromium(
-        &browser,
-        &url,
-        &[&format!("--screenshot={}", png.display())],
-    )
-    .await;
-    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
-    assert!(size > 10_000, "no screenshot ({size} bytes): {log}");
-    println!("dashboard screenshot: {}", png.display());
-    drop((traffic, failing));
 }
