@@ -59,7 +59,20 @@ impl Collector {
                 .histories
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            histories.retain(|addr, (p, _)| proxies.iter().any(|q| q.tap == *addr && q == p));
+            // A pod's history goes with it; a pod that joins another service, or whose labels
+            // change, keeps its history (same address, same identity: the same proxy).
+            histories.retain(|addr, (known, _)| {
+                match proxies
+                    .iter()
+                    .find(|q| q.tap == *addr && q.identity == known.identity)
+                {
+                    Some(now) => {
+                        *known = now.clone();
+                        true
+                    }
+                    None => false,
+                }
+            });
         }
         let timeout = self.interval.max(Duration::from_secs(1));
         let mut pulls = tokio::task::JoinSet::new();
