@@ -16,6 +16,13 @@
 //!             protocol: h2              # optional: h2 or opaque
 //!             labels: {pod: books-0, workload: books}
 //!             tapPort: 4190             # optional: its proxy's tap port
+//! pods:                                # meshed pods no service lists (clients), for tap and stats
+//!   - name: loadgen-0
+//!     namespace: demo
+//!     ip: 127.0.1.9
+//!     identity: loadgen.demo.serviceaccount.identity.conduit.cluster.local
+//!     labels: {workload: loadgen}     # optional; namespace and pod are added
+//!     tapPort: 4190                   # optional
 //! profiles:
 //!   - service: books.demo.svc.cluster.local
 //!     routes:
@@ -30,7 +37,9 @@
 //! error leaves the last good state in place; the error is logged with its line and reason.
 
 use crate::index::Index;
-use crate::model::{Endpoint, Port, ProtocolHint, Service, ServiceKey, DEFAULT_TAP_PORT};
+use crate::model::{
+    Endpoint, MeshedPod, Port, ProtocolHint, Service, ServiceKey, DEFAULT_TAP_PORT,
+};
 use crate::profile::ProfileSpec;
 use conduit_api::destination::DestinationProfile;
 use serde::Deserialize;
@@ -50,6 +59,8 @@ struct Registry {
     services: Vec<ServiceSpec>,
     #[serde(default)]
     profiles: Vec<ProfileEntry>,
+    #[serde(default)]
+    pods: Vec<PodSpec>,
     // Read by other sections (the policy service's): see [`Section`].
     #[serde(default, rename = "servers")]
     _servers: serde::de::IgnoredAny,
@@ -104,6 +115,20 @@ struct EndpointSpec {
     tap_port: Option<u16>,
 }
 
+/// A meshed pod that no service lists (a client), for tap and stats.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PodSpec {
+    name: String,
+    namespace: String,
+    ip: IpAddr,
+    identity: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    tap_port: Option<u16>,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum Protocol {
@@ -126,6 +151,8 @@ pub struct State {
     pub services: BTreeMap<ServiceKey, Service>,
     /// Profiles by service FQDN.
     pub profiles: BTreeMap<String, DestinationProfile>,
+    /// Meshed pods listed on their own, by namespace and name.
+    pub pods: BTreeMap<(String, String), MeshedPod>,
 }
 
 /// Why a registry cannot be used.
@@ -227,6 +254,21 @@ pub fn parse(text: &str, path: &str) -> Result<State, RegistryError> {
             .map_err(|e| invalid(format!("profile {fqdn}: {e}")))?;
         state.profiles.insert(fqdn, profile);
     }
+    for pod in registry.pods {
+        let key = (pod.namespace.clone(), pod.name.clone());
+        let mut labels = pod.labels;
+        labels.insert("namespace".into(), pod.namespace);
+        labels.insert("pod".into(), pod.name);
+        let meshed = MeshedPod {
+            ip: pod.ip,
+            identity: pod.identity,
+            labels,
+            tap_port: pod.tap_port.unwrap_or(DEFAULT_TAP_PORT),
+        };
+        if state.pods.insert(key.clone(), meshed).is_some() {
+            return Err(invalid(format!("pod {}/{} is listed twice", key.0, key.1)));
+        }
+    }
     Ok(state)
 }
 
@@ -261,6 +303,7 @@ fn apply(
         .collect::<Result<Vec<_>, _>>()?;
     let sizes = (state.services.len(), state.profiles.len());
     index.replace_all(state.services, state.profiles);
+    index.replace_meshed_pods(state.pods);
     for apply in appliers {
         apply();
     }
@@ -374,12 +417,42 @@ profiles:
                 "profiles:\n  - service: a.b.svc.cluster.local\n    routes: [{name: r, condition: {pathRegex: '('}}]\n",
                 "invalid regex",
             ),
+            (
+                "pods:\n  - {name: a, namespace: b, ip: 10.0.0.1, identity: x}\n  - {name: a, namespace: b, ip: 10.0.0.2, identity: x}\n",
+                "pod b/a is listed twice",
+            ),
+            ("pods:\n  - {name: a, namespace: b, ip: nope, identity: x}\n", "line 2"),
         ];
         for (text, want) in cases {
             let err = parse(text, "reg.yaml").unwrap_err().to_string();
             assert!(err.starts_with("reg.yaml: "), "{err}");
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn pods_listed_on_their_own_are_meshed_pods() {
+        let state = parse(
+            "pods:\n  - {name: loadgen-0, namespace: demo, ip: 10.0.0.9, identity: lg.demo, labels: {workload: loadgen}}\n",
+            "reg.yaml",
+        )
+        .unwrap();
+        let pod = &state.pods[&("demo".to_string(), "loadgen-0".to_string())];
+        assert_eq!(pod.ip.to_string(), "10.0.0.9");
+        assert_eq!(pod.tap_port, DEFAULT_TAP_PORT);
+        let labels: Vec<(&str, &str)> = pod
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("namespace", "demo"),
+                ("pod", "loadgen-0"),
+                ("workload", "loadgen")
+            ]
+        );
     }
 
     #[tokio::test]

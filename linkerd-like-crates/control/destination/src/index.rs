@@ -11,7 +11,7 @@
 //! Many streams for one name share one watch: a change is computed once per name, not per
 //! stream. Watches nobody reads are dropped when the index next changes or is subscribed to.
 
-use crate::model::{Endpoint, Service, ServiceKey};
+use crate::model::{Endpoint, MeshedPod, Service, ServiceKey};
 use conduit_api::destination::DestinationProfile;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -165,6 +165,8 @@ struct Inner {
     /// IP, the latest last, so removing one service leaves the others' entries in place.
     pod_ips: HashMap<IpAddr, Vec<(ServiceKey, Endpoint)>>,
     profiles: HashMap<String, Arc<DestinationProfile>>,
+    /// Meshed pods by namespace and name.
+    meshed_pods: BTreeMap<(String, String), MeshedPod>,
     endpoint_watches: HashMap<Target, watch::Sender<Arc<Snapshot>>>,
     profile_watches: HashMap<Target, watch::Sender<Arc<DestinationProfile>>>,
 }
@@ -346,6 +348,26 @@ impl Index {
             .map(|(addr, e)| (*addr, e.clone()))
             .collect();
         all.into_iter().collect()
+    }
+
+    /// Sets (or, with `None`, forgets) the meshed pod `namespace/name`.
+    pub fn set_meshed_pod(&self, namespace: &str, name: &str, pod: Option<MeshedPod>) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut inner = self.lock();
+        match pod {
+            Some(pod) => inner.meshed_pods.insert(key, pod),
+            None => inner.meshed_pods.remove(&key),
+        };
+    }
+
+    /// Replaces every meshed pod.
+    pub fn replace_meshed_pods(&self, pods: BTreeMap<(String, String), MeshedPod>) {
+        self.lock().meshed_pods = pods;
+    }
+
+    /// The meshed pods, by namespace and name.
+    pub fn meshed_pods(&self) -> Vec<MeshedPod> {
+        self.lock().meshed_pods.values().cloned().collect()
     }
 
     /// Every service's endpoints, as served (with the service's labels), each once per

@@ -71,6 +71,20 @@ pub struct Endpoint {
     pub tap_port: u16,
 }
 
+/// A meshed pod, known of itself whether or not a service lists it (a client has a proxy
+/// too): what tap and the Stats API reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeshedPod {
+    /// Its IP.
+    pub ip: std::net::IpAddr,
+    /// Its proxy's identity.
+    pub identity: String,
+    /// Its labels: `namespace`, `pod`, `workload`.
+    pub labels: BTreeMap<String, String>,
+    /// Its proxy's tap port.
+    pub tap_port: u16,
+}
+
 /// The port an injected proxy serves tap and stats on.
 pub const DEFAULT_TAP_PORT: u16 = 4190;
 

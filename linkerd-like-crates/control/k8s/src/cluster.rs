@@ -78,6 +78,25 @@ impl PodInfo {
     }
 }
 
+/// A pod as tap and the Stats API reach it: a meshed pod with an IP.
+fn meshed_pod(key: &(String, String), pod: &Pod, info: &PodInfo) -> Option<model::MeshedPod> {
+    let identity = info.identity.clone()?;
+    let ip = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+    let mut labels = BTreeMap::from([
+        ("namespace".to_string(), key.0.clone()),
+        ("pod".to_string(), key.1.clone()),
+    ]);
+    if let Some(workload) = &info.workload {
+        labels.insert("workload".into(), workload.clone());
+    }
+    Some(model::MeshedPod {
+        ip,
+        identity,
+        labels,
+        tap_port: DEFAULT_TAP_PORT,
+    })
+}
+
 /// Reduces one Service and its EndpointSlices to the index's model; `None` for a service the
 /// mesh cannot route (headless with no ports, say, or an ExternalName).
 pub fn service_model(
@@ -301,6 +320,13 @@ impl Cluster {
                     .live
                     .get(&key)
                     .map(|p| PodInfo::of(p, &self.identities));
+                let meshed = self
+                    .pods
+                    .live
+                    .get(&key)
+                    .zip(info.as_ref())
+                    .and_then(|(p, i)| meshed_pod(&key, p, i));
+                self.index.set_meshed_pod(&key.0, &key.1, meshed);
                 let changed = match info {
                     Some(info) => self.pod_info.insert(key.clone(), info.clone()) != Some(info),
                     None => self.pod_info.remove(&key).is_some(),
@@ -332,6 +358,16 @@ impl Cluster {
                     .iter()
                     .map(|(k, p)| (k.clone(), PodInfo::of(p, &self.identities)))
                     .collect();
+                let meshed = self
+                    .pods
+                    .live
+                    .iter()
+                    .filter_map(|(k, p)| {
+                        let pod = meshed_pod(k, p, self.pod_info.get(k)?)?;
+                        Some((k.clone(), pod))
+                    })
+                    .collect();
+                self.index.replace_meshed_pods(meshed);
                 self.recompute_all();
             }
         }

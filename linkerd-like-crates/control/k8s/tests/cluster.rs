@@ -279,3 +279,46 @@ fn the_crd_yaml_in_deploy_is_up_to_date() {
         ]
     );
 }
+
+fn with_ip(mut pod: Pod, ip: &str) -> Pod {
+    pod.status = Some(serde_json::from_value(json!({"podIP": ip})).unwrap());
+    pod
+}
+
+#[test]
+fn meshed_pods_are_known_with_or_without_a_service() {
+    let (mut c, index) = cluster();
+    // A meshed client no service lists, an unmeshed pod, and a meshed pod without an IP yet.
+    c.pod(Event::Apply(with_ip(pod("books-5d9f-a", true), "10.1.0.7")));
+    c.pod(Event::Apply(with_ip(
+        pod("books-5d9f-b", false),
+        "10.1.0.8",
+    )));
+    c.pod(Event::Apply(pod("books-5d9f-c", true)));
+    let pods = index.meshed_pods();
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods[0].ip.to_string(), "10.1.0.7");
+    assert_eq!(
+        pods[0].identity,
+        "books.demo.serviceaccount.identity.conduit.cluster.local"
+    );
+    assert_eq!(pods[0].labels["workload"], "books", "the Deployment's name");
+    assert_eq!(pods[0].labels["pod"], "books-5d9f-a");
+    assert_eq!(pods[0].tap_port, 4190);
+
+    // Deleted: gone. A relist brings back what is live.
+    c.pod(Event::Delete(with_ip(
+        pod("books-5d9f-a", true),
+        "10.1.0.7",
+    )));
+    assert!(index.meshed_pods().is_empty());
+    c.pod(Event::Init);
+    c.pod(Event::InitApply(with_ip(
+        pod("books-5d9f-d", true),
+        "10.1.0.9",
+    )));
+    c.pod(Event::InitDone);
+    let pods = index.meshed_pods();
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].labels["pod"], "books-5d9f-d");
+}

@@ -45,7 +45,8 @@ impl Proxy {
 }
 
 /// Every meshed proxy in `index`, once each (by its tap address: a pod's IP and its proxy's
-/// tap port), sorted by address.
+/// tap port), sorted by address: the endpoints with an identity, and the meshed pods no
+/// service lists (clients).
 pub fn meshed(index: &Index) -> Vec<Proxy> {
     let mut by_addr: BTreeMap<SocketAddr, Proxy> = BTreeMap::new();
     for (key, endpoints) in index.endpoints_by_service() {
@@ -66,6 +67,15 @@ pub fn meshed(index: &Index) -> Vec<Proxy> {
                 .services
                 .insert((key.namespace.clone(), key.name.clone()));
         }
+    }
+    for pod in index.meshed_pods() {
+        let tap = SocketAddr::new(pod.ip, pod.tap_port);
+        by_addr.entry(tap).or_insert_with(|| Proxy {
+            tap,
+            identity: pod.identity,
+            labels: pod.labels,
+            services: BTreeSet::new(),
+        });
     }
     by_addr.into_values().collect()
 }

@@ -151,6 +151,23 @@ pub fn stat(
             }
         }
     }
+    // Meshed pods no service lists (clients) have rows too.
+    if kind != Kind::Service {
+        for pod in index.meshed_pods() {
+            if let Some(r) =
+                Resource::of(kind, &pod.labels).filter(|_| q.resource.matches(&pod.labels))
+            {
+                let name = pod
+                    .labels
+                    .get("pod")
+                    .cloned()
+                    .unwrap_or_else(|| pod.ip.to_string());
+                let row = rows.entry(r).or_default();
+                row.pods.insert(name.clone());
+                row.meshed.insert(name);
+            }
+        }
+    }
     for (proxy, delta) in deltas {
         let labels = labels_of(proxy, delta);
         let outbound = delta

@@ -74,10 +74,13 @@ pub async fn mesh() -> Mesh {
             )],
         )
         .await;
+    // web is a client only: no service lists it, the registry names its pod.
     let services = format!(
-        "services:\n  - name: books\n    namespace: demo\n    ports:\n      - port: 7001\n        endpoints:\n{}  - name: web\n    namespace: demo\n    ports:\n      - port: 7000\n        endpoints:\n{}",
+        "services:\n  - name: books\n    namespace: demo\n    ports:\n      - port: 7001\n        endpoints:\n{}pods:\n  - name: web-0\n    namespace: demo\n    ip: {}\n    identity: {}\n    labels: {{workload: web}}\n    tapPort: {}\n",
         endpoint(&books, "books"),
-        endpoint(&web, "web"),
+        web.inbound.ip(),
+        identity_name("web"),
+        web.tap.unwrap().port(),
     );
     // A 404 is a success by default; this profile says it is a failure on /missing.
     let profiles = "profiles:\n  - service: books.demo.svc.cluster.local\n    routes:\n      - name: GET /ms/{n}\n        condition: {method: GET, pathRegex: '/ms/\\d+'}\n      - name: GET /missing\n        condition: {method: GET, pathRegex: '/missing'}\n        responseClasses: [{condition: {status: {min: 404}}, isFailure: true}]\n";
