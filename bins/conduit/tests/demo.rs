@@ -16,12 +16,77 @@ fn section<'a>(screen: &'a str, heading: &str) -> Vec<Vec<&'a str>> {
         .collect()
 }
 
+/// The demo's dashboard in headless Chromium: the page loads with no error and shows the
+/// demo's three deployments with traffic; a screenshot is kept with the build output.
+fn check_dashboard(chromium: &std::path::Path) {
+    let profile =
+        std::env::temp_dir().join(format!("conduit-demo-chromium-{}", std::process::id()));
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-dashboard.png");
+    let _ = std::fs::remove_file(&png);
+    let run = |extra: &str| {
+        let out = Command::new("timeout")
+            .arg("90")
+            .arg(chromium)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--enable-logging=stderr",
+                "--window-size=1400,1500",
+                "--virtual-time-budget=5000",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(extra)
+            .arg("http://127.0.0.1:8084/?refresh=500&tap=deployment/web&limit=3")
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (dom, log) = run("--dump-dom");
+    assert!(dom.contains("data-errors=\"0\""), "{dom}\n{log}");
+    assert!(!log.contains("Uncaught"), "{log}");
+    for name in ["deploy/web", "deploy/books", "deploy/authors"] {
+        let rps: f64 = dom
+            .split(&format!("data-name=\"{name}\" data-rps=\""))
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("no row for {name} in {dom}"))
+            .parse()
+            .unwrap();
+        assert!(rps > 0.0, "{name}: {rps}");
+    }
+    assert!(
+        dom.contains("data-event=\"req\""),
+        "no live tap rows: {dom}"
+    );
+    let (_, log) = run(&format!("--screenshot={}", png.display()));
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "no screenshot ({size} bytes): {log}");
+    println!("demo dashboard screenshot: {}", png.display());
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
 #[test]
 fn demo_runs_a_mesh_and_prints_golden_metrics() {
-    let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
-        .args(["demo", "--duration", "5", "--interval", "1", "--rps", "40"])
-        .output()
+    let demo = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(["demo", "--duration", "12", "--interval", "1", "--rps", "40"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // While it runs, its dashboard.
+    let chromium = conduit_app_integration::require_tool("chromium", "loads the demo's dashboard");
+    if let Some(chromium) = chromium {
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        check_dashboard(&chromium);
+    }
+    let out = demo.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
