@@ -38,6 +38,12 @@ pub struct Peers {
 
 pub use conduit_metrics::DestinationLabels;
 
+/// The address of the endpoint a response came from. A router that balances puts it in the
+/// response's extensions: an outbound request's destination is then the endpoint picked,
+/// not the address the application dialled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointAddr(pub SocketAddr);
+
 /// Taps each request of one connection.
 #[derive(Clone, Debug)]
 pub struct TapLayer {
@@ -195,7 +201,7 @@ fn tap_request<B>(taps: &Taps, peers: &Arc<Peers>, req: &http::Request<B>) -> Op
         authority: authority.to_string(),
         path: req.uri().path().to_string(),
     };
-    let template = template(peers, None, None, None);
+    let template = template(peers, &Learned::default());
     for s in &mut seen {
         if let Seen::Taken { tap, id, lost } = s {
             *lost = !tap.send(request.init(&template, *id));
@@ -226,12 +232,19 @@ impl RequestHead {
 
 /// The parts of every event of a connection, the route and the server's identity (known at
 /// response time) aside.
-fn template(
-    peers: &Peers,
-    route: Option<&str>,
-    server_id: Option<&str>,
-    dst_labels: Option<&Labels>,
-) -> TapEvent {
+/// What a response tells of its request's destination, beyond what the connection knew.
+#[derive(Debug, Default)]
+struct Learned {
+    route: Option<Arc<str>>,
+    server_id: Option<Arc<str>>,
+    dst_labels: Option<Arc<Labels>>,
+    endpoint: Option<SocketAddr>,
+}
+
+fn template(peers: &Peers, learned: &Learned) -> TapEvent {
+    let route = learned.route.as_deref();
+    let server_id = learned.server_id.as_deref();
+    let dst_labels = learned.dst_labels.as_deref();
     let peer = |addr: SocketAddr, id: Option<&str>, labels: Option<&Labels>| tap_event::Peer {
         addr: addr.to_string(),
         identity: id.unwrap_or_default().to_string(),
@@ -247,7 +260,7 @@ fn template(
             peers.source_labels.as_deref(),
         )),
         destination: Some(peer(
-            peers.destination,
+            learned.endpoint.unwrap_or(peers.destination),
             dst_id,
             dst_labels.or(peers.destination_labels.as_deref()),
         )),
@@ -343,7 +356,7 @@ where
         let rsp = match result {
             Ok(rsp) => rsp,
             Err(error) => {
-                let template = template(&tapped.peers, None, None, None);
+                let template = template(&tapped.peers, &Learned::default());
                 let message = error.to_string();
                 send_all(&mut tapped.seen, |id| {
                     with_event(
@@ -360,19 +373,19 @@ where
                 return Poll::Ready(Err(error));
             }
         };
-        let route = rsp.extensions().get::<RouteLabel>().map(|r| r.0.clone());
-        let server_id = rsp.extensions().get::<ServerIdLabel>().map(|s| s.0.clone());
-        let dst_labels = rsp
-            .extensions()
-            .get::<DestinationLabels>()
-            .map(|l| l.0.clone());
-        let template = template(
-            &tapped.peers,
-            route.as_deref(),
-            server_id.as_deref(),
-            dst_labels.as_deref(),
+        let ext = rsp.extensions();
+        let learned = Learned {
+            route: ext.get::<RouteLabel>().map(|r| r.0.clone()),
+            server_id: ext.get::<ServerIdLabel>().map(|s| s.0.clone()),
+            dst_labels: ext.get::<DestinationLabels>().map(|l| l.0.clone()),
+            endpoint: ext.get::<EndpointAddr>().map(|e| e.0),
+        };
+        let template = template(&tapped.peers, &learned);
+        tapped.decide(
+            learned.route.as_deref(),
+            learned.dst_labels.as_deref(),
+            &template,
         );
-        tapped.decide(route.as_deref(), dst_labels.as_deref(), &template);
         let status = u32::from(rsp.status().as_u16());
         send_all(&mut tapped.seen, |id| {
             with_event(

@@ -33,5 +33,7 @@ mod registry;
 
 pub use filter::{Facts, InvalidMatch, Labels, Match, Truth};
 pub use grpc::{authorize, ClientIdentity, EventStream, TapServer};
-pub use layer::{DestinationLabels, Peers, ResponseFuture, TapBody, TapLayer, TapService};
+pub use layer::{
+    DestinationLabels, EndpointAddr, Peers, ResponseFuture, TapBody, TapLayer, TapService,
+};
 pub use registry::{Subscription, Taps, EVENT_BUFFER, MAX_LIMIT, MAX_RPS};

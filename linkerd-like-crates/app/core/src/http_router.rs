@@ -340,6 +340,7 @@ impl Shared {
     ) -> Result<http::Response<ProxyBody>, Error> {
         let Backend { client, labels } = picked.endpoint().clone();
         let server_id = client.endpoint().tls.clone();
+        let endpoint = client.endpoint().addr;
         let rsp = forward::forward(
             client,
             self.slot.clone(),
@@ -364,6 +365,8 @@ impl Shared {
         if let Some(labels) = labels {
             rsp.extensions_mut().insert(labels);
         }
+        rsp.extensions_mut()
+            .insert(conduit_tap::EndpointAddr(endpoint));
         Ok(rsp)
     }
 

@@ -158,7 +158,10 @@ async fn taps_show_meshed_requests_on_both_sides() {
     assert_eq!(init.source.unwrap().labels.get("workload").unwrap(), "web");
     let rsp = next(&mut outbound).await;
     assert!(rsp.tls);
-    assert_eq!(rsp.destination.unwrap().identity, identity_name("books"));
+    let dst = rsp.destination.unwrap();
+    assert_eq!(dst.identity, identity_name("books"));
+    // The endpoint the balancer picked, not the address the application dialled.
+    assert_eq!(dst.addr, books.inbound.to_string());
     let end = next(&mut outbound).await;
     assert!(matches!(end.event, Some(Event::ResponseEnd(_))));
 
