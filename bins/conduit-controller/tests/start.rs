@@ -11,6 +11,8 @@ fn controller(args: &[&str]) -> (Option<i32>, String) {
             "127.0.0.1:0",
             "--admin-addr",
             "127.0.0.1:0",
+            "--dashboard-addr",
+            "127.0.0.1:0",
         ])
         // No cluster anywhere: no in-cluster variables and no kubeconfig.
         .env_remove("KUBERNETES_SERVICE_HOST")
