@@ -10,7 +10,7 @@
 use conduit_api::tap::tap_client::TapClient;
 use conduit_api::tap::{Match, ObserveRequest};
 use conduit_control_ca::Issuer;
-use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
+use conduit_identity::{Domain, Name, Workload};
 use conduit_tls::ClientTls;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,20 +34,13 @@ fn main() {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("identity file");
     let issuer =
         Issuer::from_pem(&read("ca.crt"), &read("tls.crt"), &read("tls.key")).expect("issuer");
-    let anchors = TrustAnchors::from_pem(&read("ca.crt")).expect("anchors");
     let domain = Domain::default();
     let controller = Workload {
         service_account: "conduit-controller".into(),
         namespace: domain.control_namespace.clone(),
     };
-    let name = domain.name(&controller).expect("name");
-    let creds = Credentials::generate(name.clone(), anchors).expect("key");
-    issuer
-        .certify_credentials(
-            &creds,
-            &domain.spiffe_id(&controller),
-            Duration::from_secs(3600),
-        )
+    let (creds, _) = issuer
+        .issue_credentials(&domain, &controller, Duration::from_secs(3600))
         .expect("certify");
     let tls = ClientTls::new(Arc::new(creds)).expect("tls");
     let filter = match args[4].as_str() {

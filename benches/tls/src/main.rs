@@ -7,7 +7,7 @@
 #![allow(clippy::expect_used)]
 
 use conduit_control_ca::Issuer;
-use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
+use conduit_identity::{Domain, Name, Workload};
 use conduit_tls::ClientTls;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,20 +27,13 @@ fn main() {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).expect("identity file");
     let issuer =
         Issuer::from_pem(&read("ca.crt"), &read("tls.crt"), &read("tls.key")).expect("issuer");
-    let anchors = TrustAnchors::from_pem(&read("ca.crt")).expect("anchors");
     let workload = Workload {
         service_account: "bench".into(),
         namespace: "bench".into(),
     };
     let domain = Domain::default();
-    let name = domain.name(&workload).expect("name");
-    let creds = Credentials::generate(name.clone(), anchors).expect("key");
-    issuer
-        .certify_credentials(
-            &creds,
-            &domain.spiffe_id(&workload),
-            Duration::from_secs(3600),
-        )
+    let (creds, _) = issuer
+        .issue_credentials(&domain, &workload, Duration::from_secs(3600))
         .expect("certify");
     let client = ClientTls::new(Arc::new(creds)).expect("tls");
 

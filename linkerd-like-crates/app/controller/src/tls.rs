@@ -7,7 +7,7 @@
 //! renews like a proxy does: at 70% of the lifetime, and at once when the issuer changes.
 
 use conduit_control_ca::Issuer;
-use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
+use conduit_identity::{Credentials, Domain, Workload};
 use conduit_tls::{ClientHello, ServerTls};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,16 +19,6 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// The service account the controller runs as.
 pub const CONTROLLER_SERVICE_ACCOUNT: &str = "conduit-controller";
-
-/// The controller's identity in `domain`.
-pub fn controller_name(domain: &Domain) -> Option<Name> {
-    domain
-        .name(&Workload {
-            service_account: CONTROLLER_SERVICE_ACCOUNT.into(),
-            namespace: domain.control_namespace.clone(),
-        })
-        .ok()
-}
 
 /// One accepted connection, TLS or not.
 pub struct ControllerIo(Pin<Box<dyn conduit_io::Io>>);
@@ -136,27 +126,24 @@ pub fn certify_self(
     domain: &Domain,
     lifetime: Duration,
 ) -> Result<Arc<Credentials>, String> {
-    let name = controller_name(domain).ok_or("the controller's identity is not a valid name")?;
     let current = issuer.borrow_and_update().clone().ok_or("no issuer")?;
-    let anchors =
-        TrustAnchors::from_der(current.anchors().iter().map(|a| a.clone().into()).collect())
-            .map_err(|e| e.to_string())?;
-    let creds = Arc::new(Credentials::generate(name.clone(), anchors).map_err(|e| e.to_string())?);
-    let spiffe = domain.spiffe_id(&Workload {
+    let controller = Workload {
         service_account: CONTROLLER_SERVICE_ACCOUNT.into(),
         namespace: domain.control_namespace.clone(),
-    });
+    };
+    let (creds, expiry) = current.issue_credentials(domain, &controller, lifetime)?;
+    let creds = Arc::new(creds);
+    let spiffe = domain.spiffe_id(&controller);
+    let renew_in = |expiry| conduit_identity::certify::renew_in(expiry, SystemTime::now());
     let certify = {
         let creds = creds.clone();
         move |issuer: &Issuer| -> Result<Duration, String> {
-            let expiry = issuer.certify_credentials(&creds, &spiffe, lifetime)?;
-            Ok(conduit_identity::certify::renew_in(
-                expiry,
-                SystemTime::now(),
+            Ok(renew_in(
+                issuer.certify_credentials(&creds, &spiffe, lifetime)?,
             ))
         }
     };
-    let mut wait = certify(&current)?;
+    let mut wait = renew_in(expiry);
     tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -1,4 +1,4 @@
-use conduit_identity::{Credentials, Name};
+use conduit_identity::{Credentials, Domain, Name, TrustAnchors, Workload};
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
@@ -186,6 +186,24 @@ impl Issuer {
     /// The trust anchors it was loaded with, DER.
     pub fn anchors(&self) -> &[Vec<u8>] {
         &self.anchors
+    }
+
+    /// New credentials for `workload` in `domain`: a fresh key, trusting this issuer's
+    /// anchors, certified now for `lifetime`; with their expiry. For holders of the issuer (the
+    /// controller's own identity, benchmarks).
+    pub fn issue_credentials(
+        &self,
+        domain: &Domain,
+        workload: &Workload,
+        lifetime: Duration,
+    ) -> Result<(Credentials, SystemTime), String> {
+        let name = domain.name(workload).map_err(|e| e.to_string())?;
+        let anchors =
+            TrustAnchors::from_der(self.anchors().iter().map(|a| a.clone().into()).collect())
+                .map_err(|e| e.to_string())?;
+        let creds = Credentials::generate(name, anchors).map_err(|e| e.to_string())?;
+        let expiry = self.certify_credentials(&creds, &domain.spiffe_id(workload), lifetime)?;
+        Ok((creds, expiry))
     }
 
     /// Signs `creds`' own CSR and installs the leaf, returning its expiry: for holders of
