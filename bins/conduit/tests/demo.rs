@@ -19,34 +19,19 @@ fn section<'a>(screen: &'a str, heading: &str) -> Vec<Vec<&'a str>> {
 /// The demo's dashboard in headless Chromium: the page loads with no error and shows the
 /// demo's three deployments with traffic; a screenshot is kept with the build output.
 fn check_dashboard(chromium: &std::path::Path) {
-    let profile =
-        std::env::temp_dir().join(format!("conduit-demo-chromium-{}", std::process::id()));
     let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-dashboard.png");
     let _ = std::fs::remove_file(&png);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let run = |extra: &str| {
-        let out = Command::new("timeout")
-            .arg("90")
-            .arg(chromium)
-            .args([
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--enable-logging=stderr",
-                "--window-size=1400,1500",
-                "--virtual-time-budget=5000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg(extra)
-            .arg("http://127.0.0.1:8084/?refresh=500&tap=deployment/web&limit=3")
-            .output()
-            .unwrap();
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        rt.block_on(conduit_app_integration::headless_chromium(
+            chromium,
+            "http://127.0.0.1:8084/?refresh=500&tap=deployment/web&limit=3",
+            5000,
+            &[extra],
+        ))
     };
     let (dom, log) = run("--dump-dom");
     assert!(dom.contains("data-errors=\"0\""), "{dom}\n{log}");
@@ -69,7 +54,6 @@ fn check_dashboard(chromium: &std::path::Path) {
     let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "no screenshot ({size} bytes): {log}");
     println!("demo dashboard screenshot: {}", png.display());
-    let _ = std::fs::remove_dir_all(&profile);
 }
 
 #[test]

@@ -9,43 +9,6 @@ use common::*;
 use conduit_app_integration::*;
 use std::time::{Duration, Instant};
 
-/// Runs headless Chromium on `url` with `extra` flags; its stdout and stderr.
-async fn chromium(chromium: &std::path::Path, url: &str, extra: &[&str]) -> (String, String) {
-    let profile = tempdir("chromium-profile");
-    let mut cmd = tokio::process::Command::new(chromium);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--window-size=1400,1500",
-        // Wait for the page's first refreshes and its tap (which ends by its limit).
-        "--virtual-time-budget=8000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(extra)
-    .arg(url)
-    .kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .expect("chromium finishes")
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&profile);
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("conduit-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// The value of `attr` on the element carrying `marker` in `dom`.
 fn attr<'a>(dom: &'a str, marker: &str, attr: &str) -> Option<&'a str> {
     let at = dom.find(marker)?;
@@ -94,7 +57,8 @@ async fn the_dashboard_shows_the_mesh_in_a_browser() {
 
     // The page as the browser built it: no error, the demo's workloads with traffic, the
     // edge, books' route, and a live tap.
-    let (dom, log) = chromium(&browser, &url, &["--dump-dom"]).await;
+    // Long enough for the page's first refreshes and its tap (which ends by its limit).
+    let (dom, log) = headless_chromium(&browser, &url, 8000, &["--dump-dom"]).await;
     assert_eq!(
         attr(&dom, "<body", "data-errors"),
         Some("0"),
@@ -118,12 +82,8 @@ async fn the_dashboard_shows_the_mesh_in_a_browser() {
     // And a picture of it, kept with the test's build output.
     let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&png);
-    let (_, log) = chromium(
-        &browser,
-        &url,
-        &[&format!("--screenshot={}", png.display())],
-    )
-    .await;
+    let shot = format!("--screenshot={}", png.display());
+    let (_, log) = headless_chromium(&browser, &url, 8000, &[&shot]).await;
     let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
     assert!(size > 10_000, "no screenshot ({size} bytes): {log}");
     println!("dashboard screenshot: {}", png.display());

@@ -331,6 +331,48 @@ pub fn require_tool(tool: &str, why: &str) -> Option<std::path::PathBuf> {
     found
 }
 
+/// Runs headless Chromium on `url`, letting the page run for `budget_ms` of its virtual time
+/// (its fetches finish before time moves on), with `extra` flags (`--dump-dom`,
+/// `--screenshot=PATH`); its stdout and stderr. Each run has a fresh profile.
+pub async fn headless_chromium(
+    chromium: &std::path::Path,
+    url: &str,
+    budget_ms: u32,
+    extra: &[&str],
+) -> (String, String) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "conduit-chromium-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let mut cmd = tokio::process::Command::new(chromium);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--window-size=1400,1500",
+    ])
+    .arg(format!("--virtual-time-budget={budget_ms}"))
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("chromium finishes")
+        .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// How often a test controller pulls proxies' stats.
 pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
 
