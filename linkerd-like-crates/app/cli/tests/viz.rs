@@ -149,14 +149,7 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
     assert!((10.0..90.0).contains(&p50), "{row}");
 
     // Routes: the profile's route, and the rest.
-    let routes = viz::routes::query(
-        &mesh.addr(),
-        res("demo", "svc", "books"),
-        None,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let routes = mesh.books_routes().await;
     let by_route: HashMap<&str, &Golden> = routes
         .rows
         .iter()
@@ -232,14 +225,7 @@ async fn stat_routes_and_edges_report_known_traffic_exactly() {
         .golden(res("demo", "svc", "books"), None, None, "books")
         .await;
     assert_eq!((svc.requests, svc.successes), (1011, 901));
-    let routes = viz::routes::query(
-        &mesh.addr(),
-        res("demo", "svc", "books"),
-        None,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let routes = mesh.books_routes().await;
     let missing = routes
         .rows
         .iter()

@@ -122,6 +122,18 @@ impl Mesh {
         viz::stat::query(&self.addr(), &args).await.unwrap()
     }
 
+    /// books' routes over the last minute.
+    pub async fn books_routes(&self) -> conduit_api::stats::RoutesResponse {
+        viz::routes::query(
+            &self.addr(),
+            res("demo", "svc", "books"),
+            None,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+    }
+
     /// The golden figures of the row named `name`.
     pub async fn golden(
         &self,
