@@ -25,6 +25,9 @@ pub struct EndpointMeta {
     pub labels: BTreeMap<String, String>,
     /// How to talk to it.
     pub protocol: ProtocolHint,
+    /// Its proxy's inbound port, where it takes opaque TCP from other proxies over mTLS
+    /// with a transport header; `None` when discovery did not say.
+    pub opaque_transport: Option<u16>,
 }
 
 /// How to talk to an endpoint.
@@ -52,6 +55,7 @@ impl EndpointMeta {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
+        let hint = addr.protocol_hint.as_ref();
         Self {
             weight: addr.weight.max(1),
             identity: addr
@@ -60,15 +64,45 @@ impl EndpointMeta {
                 .map(|t| t.dns_like_identity.clone())
                 .filter(|id| !id.is_empty()),
             labels,
-            protocol: match addr
-                .protocol_hint
-                .as_ref()
-                .and_then(|h| h.protocol.as_ref())
-            {
+            protocol: match hint.and_then(|h| h.protocol.as_ref()) {
                 Some(Protocol::H2(_)) => ProtocolHint::H2,
                 Some(Protocol::Opaque(_)) => ProtocolHint::Opaque,
                 None => ProtocolHint::Unknown,
             },
+            // A port is 16 bits: anything else (or 0) is no usable answer.
+            opaque_transport: hint
+                .and_then(|h| h.opaque_transport.as_ref())
+                .and_then(|t| u16::try_from(t.inbound_port).ok())
+                .filter(|port| *port != 0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_transport(inbound_port: u32) -> api::WeightedAddr {
+        api::WeightedAddr {
+            protocol_hint: Some(api::ProtocolHint {
+                protocol: Some(api::protocol_hint::Protocol::H2(api::protocol_hint::H2 {})),
+                opaque_transport: Some(api::protocol_hint::OpaqueTransport { inbound_port }),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_opaque_transport_port_is_read_when_it_is_a_port() {
+        let shared = std::collections::HashMap::new();
+        let meta = EndpointMeta::from_api(&with_transport(4143), &shared);
+        assert_eq!(meta.opaque_transport, Some(4143));
+        assert_eq!(meta.protocol, ProtocolHint::H2);
+        for bad in [0, 65_536, u32::MAX] {
+            let meta = EndpointMeta::from_api(&with_transport(bad), &shared);
+            assert_eq!(meta.opaque_transport, None, "{bad}");
+        }
+        let none = EndpointMeta::from_api(&api::WeightedAddr::default(), &shared);
+        assert_eq!(none.opaque_transport, None);
     }
 }

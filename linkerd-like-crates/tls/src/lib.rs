@@ -8,6 +8,10 @@
 //!   is valid now, and names exactly that identity; anything else fails the handshake. The
 //!   client presents its own certificate, and offers ALPN `h2` (with `http/1.1` for requests
 //!   that cannot travel over HTTP/2, such as upgrades).
+//! - [`ClientTls::connect_transport`] does the same for opaque TCP, offering only ALPN
+//!   [`ALPN_TRANSPORT`]: the bytes that follow the handshake start with a transport header
+//!   naming the target port (crate `conduit-transport-header`), so the peer's inbound proxy
+//!   can take the connection on its own port even for ports it never detects on.
 //! - On the inbound side, [`client_hello`] reads the SNI out of a connection's first bytes
 //!   without consuming them. When it is our own identity, [`ServerTls::accept`] terminates
 //!   TLS, verifying the client's certificate if it sends one; [`peer_identity`] then names
@@ -35,6 +39,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN for HTTP/1.1 between proxies (requests HTTP/2 cannot carry, such as upgrades).
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// ALPN for opaque TCP between proxies, behind a transport header.
+pub const ALPN_TRANSPORT: &[u8] = b"conduit.io/transport.v1";
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +58,7 @@ fn tls13(
 pub struct ClientTls {
     h2: Arc<rustls::ClientConfig>,
     http1: Arc<rustls::ClientConfig>,
+    transport: Arc<rustls::ClientConfig>,
 }
 
 impl ClientTls {
@@ -67,6 +74,7 @@ impl ClientTls {
         Ok(Self {
             h2: config(ALPN_H2)?,
             http1: config(ALPN_HTTP1)?,
+            transport: config(ALPN_TRANSPORT)?,
         })
     }
 
@@ -81,13 +89,51 @@ impl ClientTls {
     where
         I: AsyncRead + AsyncWrite + Unpin,
     {
-        let name = ServerName::try_from(server.as_str().to_owned())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let config = if h2 { &self.h2 } else { &self.http1 };
-        tokio_rustls::TlsConnector::from(config.clone())
-            .connect(name, io)
-            .await
+        handshake(config, server, io).await
     }
+
+    /// Completes a TLS handshake over `io` with the proxy whose identity is `server`, for
+    /// opaque TCP: the caller writes a transport header first. A server that does not
+    /// agree to [`ALPN_TRANSPORT`] is refused, since it would read the header as data.
+    pub async fn connect_transport<I>(
+        &self,
+        server: &Name,
+        io: I,
+    ) -> std::io::Result<ClientStream<I>>
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        let tls = handshake(&self.transport, server, io).await?;
+        if tls.get_ref().1.alpn_protocol() != Some(ALPN_TRANSPORT) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{server} does not take opaque TCP from proxies (no ALPN agreed)"),
+            ));
+        }
+        Ok(tls)
+    }
+}
+
+async fn handshake<I>(
+    config: &Arc<rustls::ClientConfig>,
+    server: &Name,
+    io: I,
+) -> std::io::Result<ClientStream<I>>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(server.as_str().to_owned())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, io)
+        .await
+}
+
+/// Whether the client of a terminated connection asked for opaque TCP behind a transport
+/// header ([`ALPN_TRANSPORT`]).
+pub fn is_transport(conn: &rustls::ServerConnection) -> bool {
+    conn.alpn_protocol() == Some(ALPN_TRANSPORT)
 }
 
 /// Connects to the proxy at `addr` as a client without a certificate, completes a handshake
@@ -126,7 +172,11 @@ impl ServerTls {
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(credentials.anchors().client_verifier().clone())
             .with_cert_resolver(credentials.clone());
-        config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        config.alpn_protocols = vec![
+            ALPN_H2.to_vec(),
+            ALPN_HTTP1.to_vec(),
+            ALPN_TRANSPORT.to_vec(),
+        ];
         Ok(Self {
             name: credentials.name().clone(),
             config: Arc::new(config),

@@ -107,6 +107,22 @@ async fn proxies_authenticate_each_other_and_learn_the_peers_identity() {
 }
 
 #[tokio::test]
+async fn opaque_tcp_agrees_on_the_transport_alpn() {
+    let mesh = mesh();
+    let (addr, server) = serve_once(ServerTls::new(mesh.credentials("books")).unwrap()).await;
+    let client = ClientTls::new(mesh.credentials("web")).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = client.connect_transport(&name("books"), tcp).await.unwrap();
+    tls.write_all(b"bytes").await.unwrap();
+    let mut echoed = Vec::new();
+    tls.read_to_end(&mut echoed).await.unwrap();
+    assert_eq!(echoed, b"bytes");
+    let (peer, alpn) = server.await.unwrap().unwrap();
+    assert_eq!(peer, Some(name("web")));
+    assert_eq!(alpn.as_deref(), Some(conduit_tls::ALPN_TRANSPORT));
+}
+
+#[tokio::test]
 async fn a_server_with_the_wrong_identity_is_refused() {
     let mesh = mesh();
     let (addr, server) = serve_once(ServerTls::new(mesh.credentials("authors")).unwrap()).await;

@@ -169,6 +169,10 @@ pub struct Backend {
     pub client: Client,
     /// Its workload's labels, if discovery gave any.
     pub labels: Option<DestinationLabels>,
+    /// The identity it is reached with over mTLS, when both proxies have one.
+    pub tls: Option<Name>,
+    /// Its proxy's inbound port for opaque TCP, when discovery gave one.
+    pub opaque_transport: Option<u16>,
 }
 
 /// Where a request goes.
@@ -224,21 +228,25 @@ impl Balancer {
                         .set(set.iter().map(|(a, m)| (*a, m.weight)), |addr| {
                             // An endpoint whose proxy has an identity is reached over mTLS,
                             // when this proxy has one too.
-                            let tls = set
-                                .get(addr)
+                            let meta = set.get(addr);
+                            let tls = meta
                                 .and_then(|m| m.identity.as_deref())
                                 .filter(|_| self.mtls)
                                 .and_then(|id| Name::parse(id).ok());
                             let client = self.clients.new_service(Endpoint {
                                 addr: *addr,
                                 http,
-                                tls,
+                                tls: tls.clone(),
                             });
-                            let labels = set
-                                .get(addr)
+                            let labels = meta
                                 .filter(|m| !m.labels.is_empty())
                                 .map(|m| DestinationLabels(Arc::new(m.labels.clone())));
-                            Backend { client, labels }
+                            Backend {
+                                client,
+                                labels,
+                                tls,
+                                opaque_transport: meta.and_then(|m| m.opaque_transport),
+                            }
                         });
                     tracing::debug!(authority = %self.authority, endpoints = set.len(), "endpoints changed");
                 }

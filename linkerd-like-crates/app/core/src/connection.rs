@@ -1,4 +1,5 @@
 use crate::authorize::{Authz, PortPolicies};
+use crate::opaque::{read_header, TransportTarget};
 use crate::{Config, HttpRouter, Route};
 use bytes::Bytes;
 use conduit_api::tap::tap_event::Direction as TapDirection;
@@ -67,11 +68,15 @@ enum Accept<I> {
     Plain(PrefixedIo<I>, TlsLabel),
     /// mTLS for us, terminated, from a client with this identity (if it sent a certificate).
     /// Boxed: rustls's connection state is large.
-    Terminated(
-        Box<conduit_tls::ServerStream<PrefixedIo<I>>>,
-        TlsLabel,
-        Option<Name>,
-    ),
+    Terminated(Box<conduit_tls::ServerStream<PrefixedIo<I>>>, Terminated),
+}
+
+/// What a terminated connection's handshake said.
+struct Terminated {
+    tls: TlsLabel,
+    identity: Option<Name>,
+    /// The client agreed on opaque TCP behind a transport header.
+    transport: bool,
 }
 
 impl Connection {
@@ -130,12 +135,36 @@ impl Connection {
         self.tls.is_some()
     }
 
+    pub(crate) fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    pub(crate) fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn client_tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref().map(|t| &t.client)
+    }
+
     /// Serves one accepted connection until it closes.
-    pub async fn serve(&self, accepted: Accepted, dst: Destination, drain: drain::Watch) {
-        let client = accepted.client;
+    ///
+    /// Inbound, `transport` says where opaque TCP from another proxy goes, by the port its
+    /// transport header names; with no `dst`, that is the only traffic served (a connection
+    /// made straight to the inbound listener, with no forward address).
+    pub async fn serve(
+        &self,
+        accepted: Accepted,
+        dst: Option<Destination>,
+        transport: Option<TransportTarget>,
+        drain: drain::Watch,
+    ) {
+        let (client, local) = (accepted.client, accepted.local);
         let pending = Arc::new(PendingTcp::default());
         let io = CountingIo::new(accepted.stream, pending.clone());
-        let opaque = self.config.opaque_ports.contains(&dst.target_addr.port());
+        let opaque = dst
+            .as_ref()
+            .is_some_and(|d| self.config.opaque_ports.contains(&d.target_addr.port()));
         let accepted = match self.accept_tls(io, opaque).await {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -143,17 +172,43 @@ impl Connection {
                 return;
             }
         };
-        match accepted {
-            Accept::Plain(io, tls) => {
+        match (accepted, dst, transport) {
+            (Accept::Terminated(mut io, t), _, Some(target)) if t.transport => {
+                let header = match read_header(&mut io, self.config.detect.timeout).await {
+                    Ok(header) => header,
+                    Err(error) => {
+                        tracing::info!(%error, %client, "closing: bad transport header");
+                        return;
+                    }
+                };
+                let addr = target.resolve(local, header.port);
+                let target_addr = match target {
+                    TransportTarget::Fixed(addr) => addr,
+                    TransportTarget::Loopback => SocketAddr::new(local.ip(), header.port),
+                };
+                let dst = Destination {
+                    target_addr,
+                    tcp: Some(addr),
+                    route: Route::Fixed(addr),
+                };
+                let conn = (client, t.tls, t.identity, true);
+                self.serve_accepted(io, conn, true, dst, &pending, drain)
+                    .await
+            }
+            (Accept::Terminated(io, t), Some(dst), _) if !t.transport => {
+                let conn = (client, t.tls, t.identity, true);
+                self.serve_accepted(io, conn, false, dst, &pending, drain)
+                    .await
+            }
+            (Accept::Plain(io, tls), Some(dst), _) => {
                 let conn = (client, tls, None, false);
                 self.serve_accepted(io, conn, opaque, dst, &pending, drain)
                     .await
             }
-            Accept::Terminated(io, tls, identity) => {
-                let conn = (client, tls, identity, true);
-                self.serve_accepted(io, conn, false, dst, &pending, drain)
-                    .await
-            }
+            _ => tracing::info!(
+                %client,
+                "refusing connection: only mTLS opaque TCP from other proxies is taken here"
+            ),
         }
     }
 
@@ -207,7 +262,7 @@ impl Connection {
 
     /// The TLS label of a plaintext connection: `no_identity` when this side could do mTLS,
     /// `disabled` when it has no identity.
-    fn plain(&self) -> TlsLabel {
+    pub(crate) fn plain(&self) -> TlsLabel {
         match self.tls {
             Some(_) => TlsLabel::NoIdentity,
             None => TlsLabel::Disabled,
@@ -244,11 +299,13 @@ impl Connection {
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
                 let identity = conduit_tls::peer_identity(tls.get_ref().1);
                 let client_id = identity.as_ref().map(|id| Arc::from(id.as_str()));
-                Ok(Accept::Terminated(
-                    Box::new(tls),
-                    TlsLabel::Client(client_id),
+                let transport = conduit_tls::is_transport(tls.get_ref().1);
+                let terminated = Terminated {
+                    tls: TlsLabel::Client(client_id),
                     identity,
-                ))
+                    transport,
+                };
+                Ok(Accept::Terminated(Box::new(tls), terminated))
             }
             _ => Ok(Accept::Plain(io, self.plain())),
         }
@@ -309,7 +366,7 @@ impl Connection {
                     }
                     // Boxed, like the HTTP server: each connection's task holds only
                     // the protocol it turned out to be.
-                    Box::pin(self.forward_tcp(io, addr)).await
+                    Box::pin(self.forward_tcp(io, &dst, addr)).await
                 }
                 None => tracing::info!(
                     %client,
@@ -347,27 +404,5 @@ impl Connection {
                 tls: false,
             },
         }
-    }
-
-    async fn forward_tcp<I>(&self, io: I, addr: SocketAddr)
-    where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-    {
-        let upstream =
-            match conduit_transport::connect(addr, self.config.client.connect_timeout).await {
-                Ok(s) => s,
-                Err(error) => {
-                    tracing::info!(%error, "opaque connection refused upstream");
-                    return;
-                }
-            };
-        let labels = TcpLabels {
-            direction: self.direction,
-            peer: Peer::Dst,
-            target_addr: addr,
-            tls: self.plain(),
-        };
-        let upstream = CountingIo::new(upstream, self.metrics.tcp.open(&labels));
-        conduit_http::forward::splice(io, upstream).await;
     }
 }

@@ -338,7 +338,7 @@ impl Shared {
         req: http::Request<Incoming>,
         authority: Authority,
     ) -> Result<http::Response<ProxyBody>, Error> {
-        let Backend { client, labels } = picked.endpoint().clone();
+        let Backend { client, labels, .. } = picked.endpoint().clone();
         let server_id = client.endpoint().tls.clone();
         let endpoint = client.endpoint().addr;
         let rsp = forward::forward(

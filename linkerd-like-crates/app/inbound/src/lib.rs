@@ -4,11 +4,18 @@
 //! `127.0.0.1:<original port>` (`[::1]` for IPv6), so the application only ever needs to
 //! listen on loopback. A connection made straight to the inbound listener goes to the
 //! configured forward address, or is refused when there is none.
+//!
+//! Other proxies send opaque TCP over mTLS with a transport header naming the target port
+//! (see `conduit-transport-header`), straight to the inbound listener: it goes to that port
+//! on loopback, or to the forward address when one is set. This is how opaque ports, which
+//! are never detected, are still mTLS between meshed workloads.
 
 #![forbid(unsafe_code)]
 
 use conduit_app_core::authorize::PortPolicies;
-use conduit_app_core::{Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls};
+use conduit_app_core::{
+    Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls, TransportTarget,
+};
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -71,6 +78,14 @@ impl Inbound {
         })
     }
 
+    /// Where opaque TCP with a transport header goes.
+    pub fn transport_target(&self) -> TransportTarget {
+        match self.forward {
+            Some(addr) => TransportTarget::Fixed(addr),
+            None => TransportTarget::Loopback,
+        }
+    }
+
     /// Serves `listener` until `drain` is signaled.
     pub async fn serve(self, listener: Listener, drain: drain::Watch) {
         let max = self.conn.config().max_connections;
@@ -80,13 +95,16 @@ impl Inbound {
         conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
             let this = this.clone();
             async move {
-                match this.destination(&accepted) {
-                    Some(dst) => this.conn.serve(accepted, dst, drain).await,
-                    None => tracing::info!(
+                let dst = this.destination(&accepted);
+                let transport = this.conn.has_identity().then(|| this.transport_target());
+                if dst.is_none() && transport.is_none() {
+                    tracing::info!(
                         client = %accepted.client,
                         "refusing inbound connection: not redirected and no forward address is set"
-                    ),
+                    );
+                    return;
                 }
+                this.conn.serve(accepted, dst, transport, drain).await
             }
         })
         .await

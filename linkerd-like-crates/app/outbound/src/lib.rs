@@ -9,7 +9,9 @@
 //!
 //! With the controller (a [`Discovery`]), HTTP requests are balanced over the endpoints the
 //! controller gives for the original destination (or, in explicit mode, for the request's
-//! authority); names the controller does not know go where they would without it.
+//! authority); names the controller does not know go where they would without it. Opaque TCP
+//! to a service it knows is balanced per connection over its endpoints, and reaches meshed
+//! ones over mTLS behind a transport header.
 
 #![forbid(unsafe_code)]
 
@@ -99,7 +101,7 @@ impl Outbound {
             let this = this.clone();
             async move {
                 let dst = this.destination(&accepted);
-                this.conn.serve(accepted, dst, drain).await
+                this.conn.serve(accepted, Some(dst), None, drain).await
             }
         })
         .await

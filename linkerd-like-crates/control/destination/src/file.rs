@@ -16,6 +16,8 @@
 //!             protocol: h2              # optional: h2 or opaque
 //!             labels: {pod: books-0, workload: books}
 //!             tapPort: 4190             # optional: its proxy's tap port
+//!             inboundPort: 4143         # optional: its proxy's inbound listener, where other
+//!                                       # proxies send it opaque TCP; without it, to `address`
 //! pods:                                # meshed pods no service lists (clients), for tap and stats
 //!   - name: loadgen-0
 //!     namespace: demo
@@ -113,6 +115,8 @@ struct EndpointSpec {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     tap_port: Option<u16>,
+    #[serde(default)]
+    inbound_port: Option<u16>,
 }
 
 /// A meshed pod that no service lists (a client), for tap and stats.
@@ -211,7 +215,6 @@ pub fn parse(text: &str, path: &str) -> Result<State, RegistryError> {
                 let endpoint = Endpoint {
                     addr: e.address,
                     weight: e.weight.unwrap_or(1),
-                    identity: e.identity,
                     labels: e.labels,
                     protocol: match e.protocol {
                         None => ProtocolHint::Unknown,
@@ -219,6 +222,8 @@ pub fn parse(text: &str, path: &str) -> Result<State, RegistryError> {
                         Some(Protocol::Opaque) => ProtocolHint::Opaque,
                     },
                     tap_port: e.tap_port.unwrap_or(DEFAULT_TAP_PORT),
+                    inbound_port: e.inbound_port,
+                    identity: e.identity,
                 };
                 if endpoints.insert(e.address, endpoint).is_some() {
                     return Err(invalid(format!(
@@ -376,6 +381,7 @@ services:
             identity: books.demo.serviceaccount.identity.conduit.cluster.local
             protocol: h2
             labels: {pod: books-0}
+            inboundPort: 4143
           - address: 127.0.1.4:7001
             weight: 3
 profiles:
@@ -393,6 +399,11 @@ profiles:
         assert_eq!(port.endpoints.len(), 2);
         let first = &port.endpoints[&"127.0.1.2:7001".parse().unwrap()];
         assert_eq!(first.protocol, ProtocolHint::H2);
+        assert_eq!(first.inbound_port, Some(4143));
+        assert_eq!(
+            port.endpoints[&"127.0.1.4:7001".parse().unwrap()].inbound_port,
+            None
+        );
         assert_eq!(first.labels["pod"], "books-0");
         assert_eq!(port.endpoints[&"127.0.1.4:7001".parse().unwrap()].weight, 3);
         assert_eq!(

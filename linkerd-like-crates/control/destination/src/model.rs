@@ -69,6 +69,9 @@ pub struct Endpoint {
     pub protocol: ProtocolHint,
     /// The port its proxy serves tap and stats on (to the controller only), when it has one.
     pub tap_port: u16,
+    /// Its proxy's inbound port, where other proxies send it opaque TCP over mTLS with a
+    /// transport header; `None` for an endpoint without a proxy.
+    pub inbound_port: Option<u16>,
 }
 
 /// A meshed pod, known of itself whether or not a service lists it (a client has a proxy
@@ -87,6 +90,8 @@ pub struct MeshedPod {
 
 /// The port an injected proxy serves tap and stats on.
 pub const DEFAULT_TAP_PORT: u16 = 4190;
+/// The port of an injected proxy's inbound listener.
+pub const DEFAULT_INBOUND_PORT: u16 = 4143;
 
 impl Endpoint {
     /// An endpoint at `addr` with no metadata.
@@ -98,6 +103,7 @@ impl Endpoint {
             labels: BTreeMap::new(),
             protocol: ProtocolHint::Unknown,
             tap_port: DEFAULT_TAP_PORT,
+            inbound_port: None,
         }
     }
 }

@@ -222,7 +222,15 @@ fn weighted_addr(endpoint: &Endpoint) -> api::WeightedAddr {
         tls_identity: endpoint.identity.as_ref().map(|id| api::TlsIdentity {
             dns_like_identity: id.clone(),
         }),
-        protocol_hint: protocol.map(|p| api::ProtocolHint { protocol: Some(p) }),
+        protocol_hint: match (protocol, endpoint.inbound_port) {
+            (None, None) => None,
+            (protocol, port) => Some(api::ProtocolHint {
+                protocol,
+                opaque_transport: port.map(|port| api::protocol_hint::OpaqueTransport {
+                    inbound_port: port.into(),
+                }),
+            }),
+        },
     }
 }
 
@@ -280,6 +288,18 @@ mod tests {
                 U::NoEndpoints(n) => format!("none({})", n.exists),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_meshed_endpoint_names_its_proxys_inbound_port() {
+        let mut meshed = Endpoint::new("10.1.0.7:5432".parse().unwrap());
+        meshed.identity = Some("db.demo.serviceaccount.identity.conduit.cluster.local".into());
+        meshed.inbound_port = Some(4143);
+        let hint = weighted_addr(&meshed).protocol_hint.unwrap();
+        assert_eq!(hint.protocol, None, "nothing else is hinted");
+        assert_eq!(hint.opaque_transport.unwrap().inbound_port, 4143);
+        let plain = Endpoint::new("10.1.0.8:5432".parse().unwrap());
+        assert_eq!(weighted_addr(&plain).protocol_hint, None);
     }
 
     #[test]

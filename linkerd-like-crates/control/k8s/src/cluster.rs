@@ -13,7 +13,7 @@
 use crate::crd::ServiceProfile;
 use crate::objects::{key_of, Changed, Objects};
 use conduit_control_destination::model::{
-    self, Endpoint, Port, ProtocolHint, ServiceKey, DEFAULT_TAP_PORT,
+    self, Endpoint, Port, ProtocolHint, ServiceKey, DEFAULT_INBOUND_PORT, DEFAULT_TAP_PORT,
 };
 use conduit_control_destination::Index;
 use conduit_identity::{Domain, Workload};
@@ -183,6 +183,8 @@ pub fn service_model(
                     }
                     let identity = info.and_then(|i| i.identity.clone());
                     let endpoint = Endpoint {
+                        // An injected proxy's inbound port: where opaque TCP goes.
+                        inbound_port: identity.as_ref().map(|_| DEFAULT_INBOUND_PORT),
                         addr,
                         weight: 1,
                         protocol: if identity.is_some() {
