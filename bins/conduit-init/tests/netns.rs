@@ -6,24 +6,13 @@
 //! `CI=true`, where .ci/run runs it as root and a skip would hide a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use conduit_app_integration::{in_ci, metric_value, require_tool};
+use conduit_app_integration::{in_ci, is_root, metric_value, require_tool};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const INIT: &str = env!("CARGO_BIN_EXE_conduit-init");
 const PROXY_UID: &str = "2102";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
 
 fn sh(args: &[&str]) -> Output {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap();

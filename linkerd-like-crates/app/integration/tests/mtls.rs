@@ -41,47 +41,6 @@ async fn reporting_app() -> SocketAddr {
     addr
 }
 
-async fn copy(
-    mut r: tokio::net::tcp::OwnedReadHalf,
-    mut w: tokio::net::tcp::OwnedWriteHalf,
-    tap: Arc<Mutex<Vec<u8>>>,
-) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        let n = match tokio::io::AsyncReadExt::read(&mut r, &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        tap.lock().unwrap().extend_from_slice(&buf[..n]);
-        if w.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = w.shutdown().await;
-}
-
-/// A TCP relay to `to` that keeps a copy of every byte it carries, both ways.
-async fn wiretap(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let tap = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let tap = tap.clone();
-            tokio::spawn(async move {
-                let Ok(server) = TcpStream::connect(to).await else {
-                    return;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::join!(copy(cr, sw, tap.clone()), copy(sr, cw, tap));
-            });
-        }
-    });
-    (addr, seen)
-}
-
 /// A registry with `books` on port 7001 served by `endpoint`, whose proxy has `identity`.
 fn books_registry(endpoint: SocketAddr, identity: &str) -> String {
     meshed_registry("books", 7001, endpoint, identity)
