@@ -47,6 +47,35 @@ impl std::str::FromStr for Tokens {
     }
 }
 
+/// A Kubernetes object by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::str::FromStr for ObjectRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let dns_label = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 253
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        match s.split_once('/') {
+            Some((namespace, name)) if dns_label(namespace) && dns_label(name) => Ok(ObjectRef {
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+        }
+    }
+}
+
 /// The controller's command line.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "conduit-controller", version, about = "The Conduit controller")]
@@ -109,6 +138,17 @@ pub struct Args {
     /// it the identity service is off.
     #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_DIR")]
     pub identity_dir: Option<PathBuf>,
+
+    /// The identity service's issuer, read through the Kubernetes API from this Secret
+    /// (`NAMESPACE/NAME`, type `kubernetes.io/tls` with `ca.crt`, as `conduit install`
+    /// writes it), reloaded when it changes; instead of --identity-dir. Needs Kubernetes
+    /// discovery, and RBAC to get that Secret.
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_SECRET",
+        conflicts_with = "identity_dir"
+    )]
+    pub identity_issuer_secret: Option<ObjectRef>,
 
     /// How tokens are checked: `kubernetes` (TokenReview; the default with Kubernetes
     /// discovery) or `local:KEY-FILE`.
@@ -176,6 +216,7 @@ impl Args {
             controller_namespace: "conduit".into(),
             trust_domain: "cluster.local".into(),
             identity_dir: None,
+            identity_issuer_secret: None,
             identity_tokens: None,
             identity_lifetime: std::time::Duration::from_secs(24 * 3600),
             default_inbound_policy: conduit_policy::DefaultPolicy::AllUnauthenticated,
@@ -237,5 +278,33 @@ mod tests {
         assert_eq!(args.cluster_networks.len(), 2);
         let err = Args::try_parse_from(["c", "--admin-addr", "nine"]).unwrap_err();
         assert!(err.to_string().contains("--admin-addr"), "{err}");
+        let args = Args::try_parse_from([
+            "c",
+            "--identity-issuer-secret",
+            "conduit/conduit-identity-issuer",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.identity_issuer_secret,
+            Some(ObjectRef {
+                namespace: "conduit".into(),
+                name: "conduit-identity-issuer".into()
+            })
+        );
+        for bad in ["issuer", "/x", "Conduit/x", "a/b/c"] {
+            let err = Args::try_parse_from(["c", "--identity-issuer-secret", bad]).unwrap_err();
+            assert!(err.to_string().contains("NAMESPACE/NAME"), "{err}");
+        }
+        let both = Args::try_parse_from([
+            "c",
+            "--identity-dir",
+            "/d",
+            "--identity-issuer-secret",
+            "a/b",
+        ]);
+        assert!(both
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be used with"));
     }
 }

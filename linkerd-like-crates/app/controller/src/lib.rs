@@ -22,7 +22,7 @@ mod args;
 mod metrics;
 pub mod tls;
 
-pub use self::args::{Args, Discovery, Tokens};
+pub use self::args::{Args, Discovery, ObjectRef, Tokens};
 
 use conduit_app_admin::{Admin, LogLevel};
 use conduit_control_ca::{IdentityService, IssuerFiles, LocalTokens, TokenVerifier};
@@ -37,6 +37,9 @@ use std::time::Duration;
 
 /// How often the issuer's files are re-read.
 const ISSUER_RELOAD: Duration = Duration::from_millis(500);
+/// How often the issuer's Secret is read through the API: one small GET, so a rotation is
+/// picked up within seconds at no real cost to the API server.
+const SECRET_RELOAD: Duration = Duration::from_secs(10);
 
 /// Why the controller cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -169,18 +172,35 @@ async fn identity(
     args: &Args,
     kube: Option<&kube::Client>,
 ) -> Result<Option<Identity>, StartError> {
-    let Some(dir) = &args.identity_dir else {
-        return Ok(None);
+    let issuer = match (&args.identity_dir, &args.identity_issuer_secret, kube) {
+        (None, None, _) => return Ok(None),
+        (Some(dir), _, _) => {
+            let files = IssuerFiles {
+                anchors: dir.join("ca.crt"),
+                cert: dir.join("tls.crt"),
+                key: dir.join("tls.key"),
+            };
+            files
+                .watch(ISSUER_RELOAD)
+                .await
+                .map_err(|e| StartError::Identity(format!("--identity-dir: {e}")))?
+        }
+        (None, Some(secret), Some(client)) => {
+            let source = conduit_control_k8s::IssuerSecret::new(
+                client.clone(),
+                &secret.namespace,
+                &secret.name,
+            );
+            conduit_control_ca::watch_issuer(source, SECRET_RELOAD)
+                .await
+                .map_err(|e| StartError::Identity(format!("--identity-issuer-secret: {e}")))?
+        }
+        (None, Some(_), None) => {
+            return Err(StartError::Identity(
+                "--identity-issuer-secret: the Secret is read through Kubernetes: use --discovery kubernetes, or --identity-dir".into(),
+            ))
+        }
     };
-    let files = IssuerFiles {
-        anchors: dir.join("ca.crt"),
-        cert: dir.join("tls.crt"),
-        key: dir.join("tls.key"),
-    };
-    let issuer = files
-        .watch(ISSUER_RELOAD)
-        .await
-        .map_err(|e| StartError::Identity(format!("--identity-dir: {e}")))?;
     let tokens: Arc<dyn TokenVerifier> = match (&args.identity_tokens, kube) {
         (Some(Tokens::Local(path)), _) => {
             let key = tokio::fs::read_to_string(path).await.map_err(|e| {

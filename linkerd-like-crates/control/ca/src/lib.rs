@@ -15,7 +15,8 @@
 //! the configured lifetime (never past the issuer's expiry), for both server and client use.
 //!
 //! The issuer (certificate and PKCS#8 key, ECDSA P-256) and the trust anchors come from files
-//! ([`IssuerFiles::watch`], reloaded when they change, no restart) or a Kubernetes Secret;
+//! ([`IssuerFiles`]) or a Kubernetes Secret read through the API, both through [`watch_issuer`]
+//! (reloaded when they change, no restart);
 //! each load checks that the issuer is a CA, valid now, holds the matching key and chains to
 //! an anchor, and a broken change keeps the last good issuer. [`generate`] makes anchors and
 //! issuers for `conduit install` and `conduit demo`.
@@ -32,5 +33,5 @@ pub use self::issuer::{
     check_chain, to_pem, Certified, CsrError, Issuer, IssuerError, IssuerInfo, CLOCK_SKEW,
 };
 pub use self::service::IdentityService;
-pub use self::source::{IssuerFiles, SourceError};
+pub use self::source::{watch_issuer, IssuerFiles, IssuerPem, IssuerSource, SourceError};
 pub use self::token::{LocalTokens, TokenError, TokenVerifier};

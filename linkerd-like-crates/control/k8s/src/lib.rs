@@ -14,17 +14,20 @@
 //!   labels into the policy index;
 //! - [`run`]: the watchers, wired to a `kube::Client`;
 //! - [`TokenReviews`]: service-account tokens checked by the API server, for the identity
-//!   service.
+//!   service;
+//! - [`IssuerSecret`]: the identity service's issuer, read from a Secret through the API.
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod crd;
+mod issuer_secret;
 mod objects;
 pub mod policy;
 mod token_review;
 mod watch;
 
 pub use self::cluster::Cluster;
+pub use self::issuer_secret::{IssuerSecret, ANCHORS_KEY, CERT_KEY, KEY_KEY};
 pub use self::token_review::{TokenReviews, AUDIENCE};
 pub use self::watch::run;
