@@ -65,6 +65,31 @@ enum Command {
         )]
         controller_admin: String,
     },
+    /// Prints the control plane's Kubernetes manifests (`conduit install | kubectl apply -f -`),
+    /// with a new trust anchor and issuer unless given.
+    Install {
+        /// The control plane's namespace.
+        #[arg(long, default_value = "conduit")]
+        controller_namespace: String,
+        /// The trust domain.
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// The controller's image.
+        #[arg(long)]
+        controller_image: Option<String>,
+        /// The trust anchors' PEM (with the issuer's certificate and key files).
+        #[arg(long, requires_all = ["identity_issuer_certificate_file", "identity_issuer_key_file"])]
+        identity_trust_anchors_file: Option<std::path::PathBuf>,
+        /// The issuer's certificate PEM.
+        #[arg(long, requires = "identity_trust_anchors_file")]
+        identity_issuer_certificate_file: Option<std::path::PathBuf>,
+        /// The issuer's PKCS#8 key PEM.
+        #[arg(long, requires = "identity_trust_anchors_file")]
+        identity_issuer_key_file: Option<std::path::PathBuf>,
+        /// Days a generated anchor and issuer are valid.
+        #[arg(long, default_value_t = 365)]
+        days: u64,
+    },
     /// Writes a new trust anchor, issuer and local token key for the identity service.
     Issuer {
         /// Where to write `ca.crt`, `tls.crt`, `tls.key` and `token.key`.
@@ -369,6 +394,42 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("conduit identity: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Install {
+            controller_namespace,
+            trust_domain,
+            controller_image,
+            identity_trust_anchors_file,
+            identity_issuer_certificate_file,
+            identity_issuer_key_file,
+            days,
+        } => {
+            let defaults = conduit_app_cli::install::InstallOptions::default();
+            let issuer = match (
+                identity_trust_anchors_file,
+                identity_issuer_certificate_file,
+                identity_issuer_key_file,
+            ) {
+                (Some(a), Some(c), Some(k)) => Some([a, c, k]),
+                _ => None,
+            };
+            let options = conduit_app_cli::install::InstallOptions {
+                namespace: controller_namespace,
+                trust_domain,
+                image: controller_image.unwrap_or(defaults.image),
+                issuer,
+                valid: Duration::from_secs(days.max(1) * 86_400),
+            };
+            match conduit_app_cli::install::manifests(&options) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("conduit install: {e}");
                     ExitCode::FAILURE
                 }
             }
