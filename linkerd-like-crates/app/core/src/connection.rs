@@ -240,16 +240,21 @@ impl Connection {
         if let Some(a) = &authz {
             a.ready(self.config.detect.timeout).await;
         }
-        // The port's policy may say it is opaque: then there is nothing to detect either.
-        let opaque = opaque
-            || authz
-                .as_ref()
-                .is_some_and(|a| a.policy().protocol == Protocol::Opaque);
-        // Opaque ports skip detection: server-speaks-first protocols must not wait.
-        let detected = if opaque {
-            Ok((None, PrefixedIo::new(Bytes::new(), io)))
-        } else {
-            conduit_detect::detect_io(io, self.config.detect).await
+        // The port's policy may name its protocol: then there is nothing to detect. Opaque
+        // ports skip detection so that server-speaks-first protocols do not wait; an HTTP
+        // hint holds for plaintext clients, while a meshed client speaks what its proxy
+        // chose (HTTP/2 for HTTP/1 requests), which detection reads at once.
+        let hint = authz.as_ref().map(|a| a.policy().protocol);
+        let known = match hint {
+            _ if opaque => Some(None),
+            Some(Protocol::Opaque) => Some(None),
+            Some(Protocol::Http1) if !meshed => Some(Some(conduit_http::Http::Http1)),
+            Some(Protocol::Http2 | Protocol::Grpc) if !meshed => Some(Some(conduit_http::Http::H2)),
+            _ => None,
+        };
+        let detected = match known {
+            Some(http) => Ok((http, PrefixedIo::new(Bytes::new(), io))),
+            None => conduit_detect::detect_io(io, self.config.detect).await,
         };
         let conn = Conn {
             client,

@@ -452,6 +452,51 @@ async fn plaintext_to_a_port_that_requires_mtls_is_refused() {
     assert_eq!(denied, Some(1.0), "{metrics}");
 }
 
+/// Writes `bytes`, half-closes, and reads until the server closes.
+async fn half_closed_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = bounded(TcpStream::connect(addr)).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = bounded(tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_protocol_hint_replaces_detection_for_plaintext_clients() {
+    let echo = tcp_echo_server().await;
+    let ctl = TestController::start_with_identity(
+        &registry("books", 7001, &[]),
+        Duration::from_secs(3600),
+    );
+    let books = books_with_policy(&ctl, echo).await;
+    let open = |protocol: &str| {
+        policy_registry(books.inbound, echo.port(), protocol, &[])
+            .replace("identities: []", "unauthenticated: true")
+    };
+    let not_http = b"hello\r\n\r\n";
+    // Detected, bytes that are not HTTP are opaque TCP: the app echoes them.
+    ctl.write_registry(&open("unknown"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        half_closed_exchange(books.inbound, not_http).await,
+        "hello\r\n\r\n"
+    );
+
+    // The Server says HTTP/1: the same bytes are read as HTTP, and refused as HTTP.
+    ctl.write_registry(&open("HTTP/1"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answer = half_closed_exchange(books.inbound, not_http).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    // The Server says HTTP/2: an HTTP/1 request is not HTTP/2 and reaches nothing.
+    ctl.write_registry(&open("HTTP/2"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let request = "GET / HTTP/1.1\r\nhost: books\r\n\r\n";
+    let answer = half_closed_exchange(books.inbound, request.as_bytes()).await;
+    assert!(!answer.contains("GET /"), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_identity_outside_the_authorization_gets_403_and_a_change_applies_within_a_second() {
     let app = reporting_app().await;
