@@ -181,10 +181,12 @@ impl Connection {
                         return;
                     }
                 };
-                let addr = target.resolve(local, header.port);
-                let target_addr = match target {
-                    TransportTarget::Fixed(addr) => addr,
-                    TransportTarget::Loopback => SocketAddr::new(local.ip(), header.port),
+                let (addr, target_addr) = match target.resolve(local, header.port) {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::info!(%error, %client, "closing: refused transport header");
+                        return;
+                    }
                 };
                 let dst = Destination {
                     target_addr,

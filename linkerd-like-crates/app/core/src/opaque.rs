@@ -10,7 +10,9 @@
 //! in plaintext, as the application sent it.
 //!
 //! Inbound, a terminated connection that agreed on that ALPN gives its target port in the
-//! header; [`TransportTarget`] says where that port is.
+//! header; [`TransportTarget`] says where that port is. A header naming one of the proxy's
+//! own ports is refused: the admin server trusts loopback (`/shutdown`), and a connection
+//! to its own listeners would loop.
 
 use crate::connection::{Connection, Destination};
 use crate::http_router::Route;
@@ -25,26 +27,43 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Where opaque TCP that names its port in a transport header goes (the inbound side).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportTarget {
-    /// The header's port on this host's loopback, of the same family as the connection.
-    Loopback,
+    /// The header's port on this host's loopback, of the same family as the connection,
+    /// unless it is one of these: the proxy's own ports.
+    Loopback {
+        /// Ports refused: the proxy's listeners (inbound, outbound, admin, tap).
+        proxy_ports: Arc<[u16]>,
+    },
     /// This address, whatever port the header names: a proxy that fronts one application
     /// at its forward address sends it everything.
     Fixed(SocketAddr),
 }
 
+/// A transport header named one of the proxy's own ports.
+#[derive(Debug, thiserror::Error)]
+#[error("the transport header names port {0}, one of the proxy's own")]
+pub struct ProxyPort(pub u16);
+
 impl TransportTarget {
-    /// Where a connection accepted on `local` whose header names `port` goes.
-    pub fn resolve(self, local: SocketAddr, port: u16) -> SocketAddr {
+    /// Where a connection accepted on `local` whose header names `port` goes, and the
+    /// address its metrics and policy know it by.
+    pub fn resolve(
+        &self,
+        local: SocketAddr,
+        port: u16,
+    ) -> Result<(SocketAddr, SocketAddr), ProxyPort> {
         match self {
-            TransportTarget::Fixed(addr) => addr,
-            TransportTarget::Loopback => {
+            TransportTarget::Fixed(addr) => Ok((*addr, *addr)),
+            TransportTarget::Loopback { proxy_ports } => {
+                if proxy_ports.contains(&port) {
+                    return Err(ProxyPort(port));
+                }
                 let lo = match local.ip() {
                     IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
                     IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
                 };
-                SocketAddr::new(lo, port)
+                Ok((SocketAddr::new(lo, port), SocketAddr::new(local.ip(), port)))
             }
         }
     }
@@ -185,15 +204,31 @@ mod tests {
     fn a_header_port_is_on_loopback_unless_the_proxy_fronts_one_address() {
         let v4: SocketAddr = "10.1.0.7:4143".parse().unwrap();
         let v6: SocketAddr = "[fd00::7]:4143".parse().unwrap();
+        let loopback = TransportTarget::Loopback {
+            proxy_ports: Arc::from([4140, 4143, 4190, 4191]),
+        };
         assert_eq!(
-            TransportTarget::Loopback.resolve(v4, 5432),
-            "127.0.0.1:5432".parse().unwrap()
+            loopback.resolve(v4, 5432).unwrap(),
+            (
+                "127.0.0.1:5432".parse().unwrap(),
+                "10.1.0.7:5432".parse().unwrap()
+            )
         );
         assert_eq!(
-            TransportTarget::Loopback.resolve(v6, 5432),
+            loopback.resolve(v6, 5432).unwrap().0,
             "[::1]:5432".parse().unwrap()
         );
+        for own in [4140, 4143, 4190, 4191] {
+            let err = loopback.resolve(v4, own).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("the transport header names port {own}, one of the proxy's own")
+            );
+        }
         let app = "127.0.1.2:7001".parse().unwrap();
-        assert_eq!(TransportTarget::Fixed(app).resolve(v4, 5432), app);
+        assert_eq!(
+            TransportTarget::Fixed(app).resolve(v4, 5432).unwrap(),
+            (app, app)
+        );
     }
 }

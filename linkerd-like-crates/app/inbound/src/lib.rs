@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct Inbound {
     conn: Connection,
     forward: Option<SocketAddr>,
+    /// The proxy's own ports, which a transport header may not name.
+    proxy_ports: Arc<[u16]>,
 }
 
 impl Inbound {
@@ -43,7 +45,18 @@ impl Inbound {
         if let Some(policies) = policies {
             conn = conn.with_policies(policies);
         }
-        Self { conn, forward }
+        Self {
+            conn,
+            forward,
+            proxy_ports: Arc::from([]),
+        }
+    }
+
+    /// Refuses transport headers that name `ports` (the proxy's own listeners: reached from
+    /// loopback, the admin server would take `/shutdown` from any meshed peer).
+    pub fn with_proxy_ports(mut self, ports: &[u16]) -> Self {
+        self.proxy_ports = Arc::from(ports);
+        self
     }
 
     /// Lets `taps` see every HTTP request; `labels` are this workload's.
@@ -82,7 +95,9 @@ impl Inbound {
     pub fn transport_target(&self) -> TransportTarget {
         match self.forward {
             Some(addr) => TransportTarget::Fixed(addr),
-            None => TransportTarget::Loopback,
+            None => TransportTarget::Loopback {
+                proxy_ports: self.proxy_ports.clone(),
+            },
         }
     }
 

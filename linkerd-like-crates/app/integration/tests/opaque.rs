@@ -3,7 +3,8 @@
 //! the proxy sees a real `SO_ORIGINAL_DST`): the connections are balanced over the
 //! service's endpoints, cross between the proxies over mTLS behind a transport header,
 //! with nothing in clear on the wire, even on an opaque port whose server speaks first;
-//! a server with the wrong identity and plaintext to the inbound listener are refused.
+//! a server with the wrong identity, a header naming the peer proxy's own admin port, and
+//! plaintext to the inbound listener are refused.
 //!
 //! Needs root. Without it the test prints why and skips, except under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -106,14 +107,16 @@ async fn opaque_mtls() {
     let (tap, wire) = wiretap(books.inbound).await;
     let books_id = identity_name("books");
     let authors_id = identity_name("authors");
-    // db on 5432, an opaque port by default; echo on 7009, where web's proxy detects; and
-    // fake, whose endpoint claims to be authors but is books' proxy.
+    // db on 5432, an opaque port by default; echo on 7009, where web's proxy detects;
+    // fake, whose endpoint claims to be authors but is books' proxy; and sneak, whose
+    // endpoint is books' proxy's own admin server (on 3306, opaque, so bytes are carried).
     let registry = format!(
-        "services:\n  - name: db\n    namespace: demo\n    clusterIPs: [{CLUSTER_IP}]\n    ports:\n      - port: 5432\n        opaque: true\n        endpoints:\n{}{}      - port: 7009\n        endpoints:\n{}  - name: fake\n    namespace: demo\n    clusterIPs: [127.0.9.10]\n    ports:\n      - port: 7010\n        endpoints:\n{}",
+        "services:\n  - name: db\n    namespace: demo\n    clusterIPs: [{CLUSTER_IP}]\n    ports:\n      - port: 5432\n        opaque: true\n        endpoints:\n{}{}      - port: 7009\n        endpoints:\n{}  - name: fake\n    namespace: demo\n    clusterIPs: [127.0.9.10]\n    ports:\n      - port: 7010\n        endpoints:\n{}  - name: sneak\n    namespace: demo\n    clusterIPs: [127.0.9.11]\n    ports:\n      - port: 3306\n        endpoints:\n{}",
         endpoint(db[0], &books_id, tap),
         endpoint(db[1], &books_id, tap),
         endpoint(echo, &books_id, tap),
         endpoint(echo, &authors_id, tap),
+        endpoint(books.admin, &books_id, tap),
     );
     ctl.write_registry(&registry);
     // A detect timeout longer than the test's bound: a server-speaks-first connection that
@@ -122,7 +125,7 @@ async fn opaque_mtls() {
         .meshed_proxy("web", &[("CONDUIT_PROXY_DETECT_TIMEOUT", "60s")])
         .await;
     let to = web.outbound.port().to_string();
-    for ip in [CLUSTER_IP, "127.0.9.10"] {
+    for ip in [CLUSTER_IP, "127.0.9.10", "127.0.9.11"] {
         iptables(&[
             "-t",
             "nat",
@@ -138,7 +141,12 @@ async fn opaque_mtls() {
             &to,
         ]);
     }
-    for authority in ["127.0.9.9:5432", "127.0.9.9:7009", "127.0.9.10:7010"] {
+    for authority in [
+        "127.0.9.9:5432",
+        "127.0.9.9:7009",
+        "127.0.9.10:7010",
+        "127.0.9.11:3306",
+    ] {
         until_known(&ctl, authority).await;
     }
 
@@ -219,6 +227,23 @@ async fn opaque_mtls() {
         .await
         .unwrap();
     assert_eq!(exchange(&mut conn, b"PING impostor\n").await, b"");
+
+    // A header naming books' proxy's own admin port: refused, and books' proxy, whose admin
+    // server takes `/shutdown` from loopback, keeps running.
+    let mut conn = bounded(TcpStream::connect(("127.0.9.11", 3306)))
+        .await
+        .unwrap();
+    let shutdown = b"POST /shutdown HTTP/1.1\r\nhost: localhost\r\ncontent-length: 0\r\n\r\n";
+    // Not half-closed: an HTTP server may drop a request whose client half-closes.
+    conn.write_all(shutdown).await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = bounded(conn.read(&mut answer)).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&answer[..n]),
+        "",
+        "the admin server answered"
+    );
+    assert!(books.metrics().await.contains("tcp_open_total"));
 
     // Plaintext straight to books' inbound listener, which takes only mTLS from proxies
     // there (it has no forward address): closed, nothing echoed.

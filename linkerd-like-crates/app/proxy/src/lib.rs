@@ -251,6 +251,12 @@ impl Bound {
         };
         let tls = self.identity.as_ref().map(|(_, tls)| tls.clone());
         let policies = self.port_policies(discovery.clone());
+        let mut proxy_ports = vec![
+            self.outbound_addr().port(),
+            self.inbound_addr().port(),
+            self.admin_addr().port(),
+        ];
+        proxy_ports.extend(self.tap_addr().map(|a| a.port()));
         let labels = self.config.workload_labels.clone();
         let outbound = Outbound::new(
             side.clone(),
@@ -267,6 +273,7 @@ impl Bound {
             tls.clone(),
             policies,
         )
+        .with_proxy_ports(&proxy_ports)
         .with_taps(self.taps.clone(), labels);
         if let (Some(listener), Some(tls), Some(id)) = (self.tap, &tls, &self.config.identity) {
             let server = TapServer::new(self.taps.clone(), id.controller_name.as_str());
