@@ -253,6 +253,10 @@ impl Recorder {
                 return handles.clone();
             }
         }
+        // Kept in its own allocation: a value parsed by hyper is a slice of the connection's
+        // read buffer, and holding it would keep that whole buffer alive (hyper would then
+        // allocate another for every later request head), per connection.
+        let authority = authority.and_then(|a| HeaderValue::from_bytes(a.as_bytes()).ok());
         let mut request = RequestLabels {
             target: self.target.clone(),
             authority,
@@ -559,6 +563,32 @@ mod tests {
         assert!(
             t.contains(&format!("response_latency_ms_bucket{{{rl},le=\"2\"}} 0\n")),
             "{t}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_authority_does_not_hold_the_read_buffer_it_came_from() {
+        let metrics = HttpMetrics::default();
+        let (svc, mut handle) =
+            mock::pair::<http::Request<()>, http::Response<Full<bytes::Bytes>>>();
+        let mut svc = metrics.layer(target()).layer(svc);
+        handle.allow(1);
+        // As hyper parses a head: the header value is a slice of the connection's buffer.
+        let buffer = bytes::Bytes::from(b"GET / HTTP/1.1\r\nhost: books:80\r\n\r\n".to_vec());
+        let host = HeaderValue::from_maybe_shared(buffer.slice(22..30)).unwrap();
+        assert_eq!(host, "books:80");
+        let mut req = http::Request::builder().uri("/").body(()).unwrap();
+        req.headers_mut().insert(http::header::HOST, host);
+        std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let fut = svc.call(req);
+        let (req, send) = handle.next_request().await.unwrap();
+        drop(req);
+        send.send_response(http::Response::new(Full::from("ok")));
+        fut.await.unwrap().into_body().collect().await.unwrap();
+        assert!(text(&metrics).contains(r#"authority="books:80""#));
+        assert!(
+            buffer.is_unique(),
+            "the metrics still hold the request's buffer"
         );
     }
 
