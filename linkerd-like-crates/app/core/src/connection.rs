@@ -156,7 +156,7 @@ impl Connection {
         &self,
         accepted: Accepted,
         dst: Option<Destination>,
-        transport: Option<TransportTarget>,
+        transport: Option<&TransportTarget>,
         drain: drain::Watch,
     ) {
         let (client, local) = (accepted.client, accepted.local);
@@ -173,29 +173,11 @@ impl Connection {
             }
         };
         match (accepted, dst, transport) {
-            (Accept::Terminated(mut io, t), _, Some(target)) if t.transport => {
-                let header = match read_header(&mut io, self.config.detect.timeout).await {
-                    Ok(header) => header,
-                    Err(error) => {
-                        tracing::info!(%error, %client, "closing: bad transport header");
-                        return;
-                    }
-                };
-                let (addr, target_addr) = match target.resolve(local, header.port) {
-                    Ok(found) => found,
-                    Err(error) => {
-                        tracing::info!(%error, %client, "closing: refused transport header");
-                        return;
-                    }
-                };
-                let dst = Destination {
-                    target_addr,
-                    tcp: Some(addr),
-                    route: Route::Fixed(addr),
-                };
-                let conn = (client, t.tls, t.identity, true);
-                self.serve_accepted(io, conn, true, dst, &pending, drain)
-                    .await
+            (Accept::Terminated(io, t), _, Some(target)) if t.transport => {
+                // Boxed: a rare path, whose header read would otherwise enlarge every
+                // connection's task.
+                let served = self.serve_transport(io, t, (client, local), target, &pending, drain);
+                Box::pin(served).await
             }
             (Accept::Terminated(io, t), Some(dst), _) if !t.transport => {
                 let conn = (client, t.tls, t.identity, true);
@@ -212,6 +194,43 @@ impl Connection {
                 "refusing connection: only mTLS opaque TCP from other proxies is taken here"
             ),
         }
+    }
+
+    /// Serves opaque TCP from another proxy: reads its transport header and carries the rest
+    /// to the port it names, under that port's policy.
+    async fn serve_transport<I>(
+        &self,
+        mut io: Box<conduit_tls::ServerStream<PrefixedIo<I>>>,
+        t: Terminated,
+        (client, local): (SocketAddr, SocketAddr),
+        target: &TransportTarget,
+        pending: &PendingTcp,
+        drain: drain::Watch,
+    ) where
+        I: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let header = match read_header(&mut io, self.config.detect.timeout).await {
+            Ok(header) => header,
+            Err(error) => {
+                tracing::info!(%error, %client, "closing: bad transport header");
+                return;
+            }
+        };
+        let (addr, target_addr) = match target.resolve(local, header.port) {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::info!(%error, %client, "closing: refused transport header");
+                return;
+            }
+        };
+        let dst = Destination {
+            target_addr,
+            tcp: Some(addr),
+            route: Route::Fixed(addr),
+        };
+        let conn = (client, t.tls, t.identity, true);
+        self.serve_accepted(io, conn, true, dst, pending, drain)
+            .await
     }
 
     /// Serves a connection once its TLS is settled: counts it under its TLS labels, waits

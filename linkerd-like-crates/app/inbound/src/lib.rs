@@ -28,6 +28,8 @@ pub struct Inbound {
     forward: Option<SocketAddr>,
     /// The proxy's own ports, which a transport header may not name.
     proxy_ports: Arc<[u16]>,
+    /// Where opaque TCP with a transport header goes, once serving (with an identity).
+    transport: Option<TransportTarget>,
 }
 
 impl Inbound {
@@ -49,6 +51,7 @@ impl Inbound {
             conn,
             forward,
             proxy_ports: Arc::from([]),
+            transport: None,
         }
     }
 
@@ -104,14 +107,16 @@ impl Inbound {
     /// Serves `listener` until `drain` is signaled.
     pub async fn serve(self, listener: Listener, drain: drain::Watch) {
         let max = self.conn.config().max_connections;
+        let mut this = self;
+        this.transport = this.conn.has_identity().then(|| this.transport_target());
         // Shared, not cloned, per connection: a clone would copy the whole configuration
         // into every connection's task.
-        let this = Arc::new(self);
+        let this = Arc::new(this);
         conduit_app_core::serve(listener, max, drain, move |accepted, drain| {
             let this = this.clone();
             async move {
                 let dst = this.destination(&accepted);
-                let transport = this.conn.has_identity().then(|| this.transport_target());
+                let transport = this.transport.as_ref();
                 if dst.is_none() && transport.is_none() {
                     tracing::info!(
                         client = %accepted.client,
