@@ -262,20 +262,14 @@ impl Pool {
             source: std::io::Error::other("this proxy has no identity"),
         })?;
         // The handshake is part of connecting, and bounded by the same timeout.
-        let handshake =
-            tokio::time::timeout(self.config.connect_timeout, tls.connect(identity, h2, tcp));
-        let io = match handshake.await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no TLS handshake within {:?}", self.config.connect_timeout),
-            )),
-        }
-        .map_err(|source| TlsConnectError {
-            identity: identity.clone(),
-            addr: self.endpoint.addr,
-            source,
-        })?;
+        let handshake = tls.connect(identity, h2, tcp);
+        let io = conduit_tls::within(self.config.connect_timeout, handshake)
+            .await
+            .map_err(|source| TlsConnectError {
+                identity: identity.clone(),
+                addr: self.endpoint.addr,
+                source,
+            })?;
         Ok(Box::new(io))
     }
 

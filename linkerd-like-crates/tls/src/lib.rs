@@ -130,6 +130,21 @@ where
         .await
 }
 
+/// Bounds a TLS handshake by `timeout`: a peer that stalls mid-handshake is given up on, with
+/// a `TimedOut` error that says how long it had.
+pub async fn within<T>(
+    timeout: std::time::Duration,
+    handshake: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {timeout:?}"),
+        )),
+    }
+}
+
 /// Whether the client of a terminated connection asked for opaque TCP behind a transport
 /// header ([`ALPN_TRANSPORT`]).
 pub fn is_transport(conn: &rustls::ServerConnection) -> bool {

@@ -282,16 +282,15 @@ pub async fn served(
 ) -> Result<Vec<CertificateDer<'static>>, String> {
     let name =
         Name::parse(&proxy.identity).map_err(|e| format!("identity {:?}: {e}", proxy.identity))?;
-    match tokio::time::timeout(
+    match conduit_tls::within(
         timeout,
         conduit_tls::served_chain(proxy.addr, &name, anchors),
     )
     .await
     {
-        Ok(Ok(chain)) if !chain.is_empty() => Ok(chain),
-        Ok(Ok(_)) => Err("served no certificate".into()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no TLS handshake within {timeout:?}")),
+        Ok(chain) if !chain.is_empty() => Ok(chain),
+        Ok(_) => Err("served no certificate".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -109,10 +109,7 @@ async fn accept(tcp: tokio::net::TcpStream, tls: &ServerTls) -> std::io::Result<
     let (hello, io) = conduit_detect::read_until(tcp, detect, conduit_tls::client_hello).await?;
     Ok(match hello {
         Some(ClientHello::Tls { .. }) => {
-            let handshake = tokio::time::timeout(detect.timeout, tls.accept(io));
-            let io = handshake
-                .await
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            let io = conduit_tls::within(detect.timeout, tls.accept(io)).await?;
             ControllerIo(Box::pin(io))
         }
         _ => ControllerIo(Box::pin(io)),

@@ -319,10 +319,8 @@ impl Connection {
                 // Bounded like detection: a client that stalls mid-handshake is cut off.
                 // Boxed: the handshake's state would otherwise enlarge every connection's
                 // task, plaintext ones included.
-                let handshake = tokio::time::timeout(self.config.detect.timeout, server.accept(io));
-                let tls = Box::pin(handshake)
-                    .await
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+                let handshake = conduit_tls::within(self.config.detect.timeout, server.accept(io));
+                let tls = Box::pin(handshake).await?;
                 let identity = conduit_tls::peer_identity(tls.get_ref().1);
                 let client_id = identity.as_ref().map(|id| Arc::from(id.as_str()));
                 let transport = conduit_tls::is_transport(tls.get_ref().1);

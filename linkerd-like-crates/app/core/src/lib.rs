@@ -25,6 +25,6 @@ pub mod resolve;
 pub use self::config::Config;
 pub use self::connection::{Connection, Destination, Tls};
 pub use self::http_router::{HttpRouter, Route};
-pub use self::opaque::TransportTarget;
+pub use self::opaque::{loopback_for, TransportTarget};
 pub use conduit_metrics::{Direction, ProxyMetrics};
 pub use conduit_transport::serve;

@@ -59,13 +59,18 @@ impl TransportTarget {
                 if proxy_ports.contains(&port) {
                     return Err(ProxyPort(port));
                 }
-                let lo = match local.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                };
+                let lo = loopback_for(local.ip());
                 Ok((SocketAddr::new(lo, port), SocketAddr::new(local.ip(), port)))
             }
         }
+    }
+}
+
+/// The loopback address of `ip`'s family: where the inbound side reaches the workload.
+pub fn loopback_for(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
     }
 }
 
@@ -114,15 +119,11 @@ impl Connection {
         match (&upstream.tls, self.client_tls()) {
             (Some(identity), Some(tls)) => {
                 // Bounded like connecting, and boxed: the handshake's state is large.
-                let handshake = tokio::time::timeout(timeout, tls.connect_transport(identity, tcp));
+                let handshake = conduit_tls::within(timeout, tls.connect_transport(identity, tcp));
                 let mut tls = match Box::pin(handshake).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
+                    Ok(tls) => tls,
+                    Err(error) => {
                         tracing::info!(%error, %identity, "opaque connection: mTLS failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%identity, "opaque connection: no TLS handshake in time");
                         return;
                     }
                 };

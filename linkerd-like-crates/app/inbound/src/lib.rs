@@ -14,11 +14,12 @@
 
 use conduit_app_core::authorize::PortPolicies;
 use conduit_app_core::{
-    Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls, TransportTarget,
+    loopback_for, Config, Connection, Destination, Direction, ProxyMetrics, Route, Tls,
+    TransportTarget,
 };
 use conduit_stack::drain;
 use conduit_transport::{Accepted, Listener};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The inbound proxy.
@@ -75,13 +76,7 @@ impl Inbound {
     /// Where an accepted connection goes, if anywhere.
     pub fn destination(&self, accepted: &Accepted) -> Option<Destination> {
         let (target_addr, local) = match accepted.orig_dst {
-            Some(dst) => {
-                let lo = match dst.ip() {
-                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-                };
-                (dst, SocketAddr::new(lo, dst.port()))
-            }
+            Some(dst) => (dst, SocketAddr::new(loopback_for(dst.ip()), dst.port())),
             None => {
                 let fwd = self.forward?;
                 (fwd, fwd)

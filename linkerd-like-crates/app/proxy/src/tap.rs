@@ -77,14 +77,10 @@ where
     S: conduit_http::server::HttpService<tonic::body::Body>,
 {
     let client = accepted.client;
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(accepted.stream)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
+    let stream = match conduit_tls::within(HANDSHAKE_TIMEOUT, tls.accept(accepted.stream)).await {
+        Ok(stream) => stream,
+        Err(error) => {
             tracing::debug!(%error, %client, "tap: TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%client, "tap: TLS handshake timed out");
             return;
         }
     };
