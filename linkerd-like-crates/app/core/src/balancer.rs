@@ -169,8 +169,6 @@ pub struct Backend {
     pub client: Client,
     /// Its workload's labels, if discovery gave any.
     pub labels: Option<DestinationLabels>,
-    /// The identity it is reached with over mTLS, when both proxies have one.
-    pub tls: Option<Name>,
     /// Its proxy's inbound port for opaque TCP, when discovery gave one.
     pub opaque_transport: Option<u16>,
 }
@@ -236,7 +234,7 @@ impl Balancer {
                             let client = self.clients.new_service(Endpoint {
                                 addr: *addr,
                                 http,
-                                tls: tls.clone(),
+                                tls,
                             });
                             let labels = meta
                                 .filter(|m| !m.labels.is_empty())
@@ -244,7 +242,6 @@ impl Balancer {
                             Backend {
                                 client,
                                 labels,
-                                tls,
                                 opaque_transport: meta.and_then(|m| m.opaque_transport),
                             }
                         });

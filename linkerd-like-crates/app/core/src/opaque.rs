@@ -159,7 +159,8 @@ impl Connection {
             Ok(crate::balancer::Choice::Endpoint(picked)) => {
                 let endpoint = *picked.key();
                 let backend = picked.endpoint();
-                let tls = backend.tls.clone();
+                // The client's endpoint says whether it is reached over mTLS, and as whom.
+                let tls = backend.client.endpoint().tls.clone();
                 let connect = match (&tls, backend.opaque_transport) {
                     (Some(_), Some(port)) => SocketAddr::new(endpoint.ip(), port),
                     _ => endpoint,
