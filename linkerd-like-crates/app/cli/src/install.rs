@@ -41,6 +41,13 @@ pub const ISSUER_SECRET: &str = "conduit-identity-issuer";
 /// The ConfigMap holding the trust anchors.
 pub const TRUST_ROOTS: &str = "conduit-identity-trust-roots";
 
+/// The controller's listeners: container port name, Service port name, port.
+const LISTENERS: [(&str, &str, i32); 3] = [
+    ("grpc", "grpc", 8086),
+    ("conduit-ctl-admin", "admin", 9990),
+    ("dashboard", "dashboard", 8084),
+];
+
 /// What to install.
 #[derive(Clone, Debug)]
 pub struct InstallOptions {
@@ -226,15 +233,6 @@ fn issuer_secret(ns: &str, anchors: &str, cert: &str, key: &str) -> Secret {
     }
 }
 
-fn port(name: &str, port: i32) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: port,
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
-}
-
 fn controller_deployment(options: &InstallOptions) -> Deployment {
     let ns = options.namespace.as_str();
     let probe = |path: &str| Probe {
@@ -256,11 +254,17 @@ fn controller_deployment(options: &InstallOptions) -> Deployment {
         name: "controller".into(),
         image: Some(options.image.clone()),
         args: Some(args.to_vec()),
-        ports: Some(vec![
-            port("grpc", 8086),
-            port("conduit-ctl-admin", 9990),
-            port("dashboard", 8084),
-        ]),
+        ports: Some(
+            LISTENERS
+                .iter()
+                .map(|(name, _, port)| ContainerPort {
+                    name: Some((*name).into()),
+                    container_port: *port,
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         readiness_probe: Some(probe("/ready")),
         liveness_probe: Some(probe("/live")),
         resources: Some(ResourceRequirements {
@@ -319,13 +323,6 @@ fn controller_deployment(options: &InstallOptions) -> Deployment {
 }
 
 fn controller_service(ns: &str) -> Service {
-    let port = |name: &str, port: i32| ServicePort {
-        name: Some(name.into()),
-        port,
-        target_port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    };
     Service {
         metadata: ObjectMeta {
             labels: Some(labels()),
@@ -333,11 +330,18 @@ fn controller_service(ns: &str) -> Service {
         },
         spec: Some(ServiceSpec {
             selector: Some(labels()),
-            ports: Some(vec![
-                port("grpc", 8086),
-                port("admin", 9990),
-                port("dashboard", 8084),
-            ]),
+            ports: Some(
+                LISTENERS
+                    .iter()
+                    .map(|(_, name, port)| ServicePort {
+                        name: Some((*name).into()),
+                        port: *port,
+                        target_port: Some(IntOrString::Int(*port)),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }),
         ..Default::default()
