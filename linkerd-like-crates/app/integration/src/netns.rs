@@ -98,6 +98,17 @@ async fn copy(
     let _ = w.shutdown().await;
 }
 
+/// Fails the test if any of `texts` appears in `wire`: what a wiretap saw must be ciphertext.
+pub fn assert_none_in_clear(wire: &[u8], texts: &[&[u8]]) {
+    for clear in texts {
+        assert!(
+            !wire.windows(clear.len()).any(|w| w == *clear),
+            "{:?} crossed the wire in clear",
+            String::from_utf8_lossy(clear)
+        );
+    }
+}
+
 /// A TCP relay to `to` that keeps a copy of every byte it carries, both ways: a look at
 /// the wire between two proxies.
 pub async fn wiretap(to: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
