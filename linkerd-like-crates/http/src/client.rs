@@ -22,7 +22,7 @@
 
 use crate::Http;
 use conduit_error::Error;
-use conduit_io::Io;
+use conduit_io::{Coalesced, Io};
 use conduit_stack::NewService;
 use conduit_tls::{ClientTls, Name};
 use hyper::body::Incoming;
@@ -275,7 +275,9 @@ impl Pool {
 
     async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, Error> {
         let io = self.connect(false).await?;
-        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(Coalesced::new(io)))
+            .await?;
         tokio::spawn(async move {
             if let Err(error) = conn.with_upgrades().await {
                 tracing::debug!(%error, "upstream HTTP/1.1 connection failed");
@@ -303,7 +305,7 @@ impl Pool {
         let io = self.connect(true).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .handshake(TokioIo::new(io))
+            .handshake(TokioIo::new(Coalesced::new(io)))
             .await?;
         tokio::spawn(async move {
             if let Err(error) = conn.await {

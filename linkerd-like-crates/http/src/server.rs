@@ -17,7 +17,7 @@ use crate::idle::{Activity, Tracked};
 use crate::Http;
 use bytes::BytesMut;
 use conduit_error::Error;
-use conduit_io::PrefixedIo;
+use conduit_io::{Coalesced, PrefixedIo};
 use conduit_stack::drain;
 use http::StatusCode;
 use http_body::Body;
@@ -130,7 +130,7 @@ where
         .max_buf_size((HYPER_LIMIT_FACTOR * config.max_header_bytes).max(8192))
         .max_headers(HYPER_LIMIT_FACTOR * MAX_HEADERS);
     let conn = builder
-        .serve_connection(TokioIo::new(io), svc)
+        .serve_connection(TokioIo::new(Coalesced::new(io)), svc)
         .with_upgrades();
     tokio::pin!(conn);
     let timeout = config.header_read_timeout;
@@ -176,7 +176,7 @@ where
     builder
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let conn = builder.serve_connection(TokioIo::new(Coalesced::new(io)), svc);
     tokio::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => return res.map_err(Into::into),
