@@ -91,8 +91,9 @@ impl<I: AsyncWrite> AsyncWrite for Coalesced<I> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        // Vectored either way: small vectors are joined here, large ones passed on.
-        true
+        // A stream that cannot write vectors is better served by its writer's own
+        // flattening (hyper then copies into one buffer) than by one buffer per call.
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -117,6 +118,8 @@ mod tests {
         vectored: Vec<usize>,
         data: Vec<u8>,
         cap: usize,
+        /// Says it cannot write vectors, as a stream without `writev` would.
+        plain_only: bool,
     }
 
     impl AsyncWrite for Calls {
@@ -145,7 +148,7 @@ mod tests {
             Poll::Ready(Ok(n))
         }
         fn is_write_vectored(&self) -> bool {
-            true
+            !self.plain_only
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
@@ -196,6 +199,16 @@ mod tests {
         let bufs = [IoSlice::new(b"ab"), IoSlice::new(b"cd")];
         assert_eq!(io.write_vectored(&bufs).await.unwrap(), 3);
         assert_eq!(io.get_ref().data, b"abc");
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_vectored_writes_is_left_to_its_writer() {
+        let plain = Coalesced::new(Calls {
+            plain_only: true,
+            ..Calls::default()
+        });
+        assert!(!plain.is_write_vectored());
+        assert!(calls(1).is_write_vectored());
     }
 
     #[tokio::test]
