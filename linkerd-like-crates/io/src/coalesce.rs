@@ -5,7 +5,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Vectored writes up to this many bytes are copied into one buffer and written with one
 /// plain write. Copying a few KiB costs tens of nanoseconds; the kernel's `writev` path
-/// (iovec import, the VFS write hooks) costs about a microsecond more than `send`.
+/// (iovec import, the VFS write hooks) cost about 170 ns more per call than `send` in a
+/// profile of the proxy at 60k requests/s.
 pub const COALESCE_LIMIT: usize = 4096;
 
 /// An I/O stream whose small vectored writes become single plain writes.
