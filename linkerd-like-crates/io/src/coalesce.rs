@@ -9,6 +9,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// profile of the proxy at 60k requests/s.
 pub const COALESCE_LIMIT: usize = 4096;
 
+thread_local! {
+    static JOINED: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(COALESCE_LIMIT));
+}
+
 /// An I/O stream whose small vectored writes become single plain writes.
 ///
 /// hyper writes a message's head and body as separate buffers (and a lone head as a vector
@@ -31,11 +36,6 @@ impl<I> Coalesced<I> {
     /// The wrapped stream.
     pub fn get_ref(&self) -> &I {
         &self.io
-    }
-
-    /// The wrapped stream, mutably.
-    pub fn get_mut(&mut self) -> &mut I {
-        &mut self.io
     }
 
     /// The wrapped stream.
@@ -81,14 +81,21 @@ impl<I: AsyncWrite> AsyncWrite for Coalesced<I> {
         if total > COALESCE_LIMIT {
             return io.poll_write_vectored(cx, bufs);
         }
-        let mut joined = [0u8; COALESCE_LIMIT];
-        let mut len = 0;
-        for b in bufs {
-            joined[len..len + b.len()].copy_from_slice(b);
-            len += b.len();
-        }
-        // A short write reports a prefix of the concatenation, as `writev` would.
-        io.poll_write(cx, &joined[..len])
+        // One buffer per thread, reused: a stack array would be zeroed whole on every call,
+        // and one per connection would cost every connection its memory.
+        // A stream nested below this one (under TLS, say) may find the buffer in use: it
+        // then writes the vector as it is.
+        JOINED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut joined) => {
+                joined.clear();
+                for b in bufs {
+                    joined.extend_from_slice(b);
+                }
+                // A short write reports a prefix of the concatenation, as `writev` would.
+                io.poll_write(cx, &joined)
+            }
+            Err(_) => io.poll_write_vectored(cx, bufs),
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -200,6 +207,43 @@ mod tests {
         let bufs = [IoSlice::new(b"ab"), IoSlice::new(b"cd")];
         assert_eq!(io.write_vectored(&bufs).await.unwrap(), 3);
         assert_eq!(io.get_ref().data, b"abc");
+    }
+
+    /// Turns each plain write into a vector of two, as a TLS stream writes its records.
+    #[pin_project::pin_project]
+    struct Revector<I>(#[pin] I);
+
+    impl<I: AsyncWrite> AsyncWrite for Revector<I> {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let (a, b) = buf.split_at(buf.len() / 2);
+            self.project()
+                .0
+                .poll_write_vectored(cx, &[IoSlice::new(a), IoSlice::new(b)])
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.project().0.poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.project().0.poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_nested_stream_writes_while_the_outer_one_holds_the_buffer() {
+        let mut io = Coalesced::new(Revector(calls(usize::MAX)));
+        let bufs = [IoSlice::new(b"head "), IoSlice::new(b"body")];
+        assert_eq!(io.write_vectored(&bufs).await.unwrap(), 9);
+        let inner = io.into_inner().0.into_inner();
+        assert_eq!(inner.data, b"head body");
+        assert_eq!(
+            inner.vectored,
+            vec![9],
+            "the nested stream passed the vector on"
+        );
     }
 
     #[tokio::test]
