@@ -1,6 +1,8 @@
 //! The body of responses the proxy sends.
 
+use crate::h2_client::RecvBody;
 use bytes::Bytes;
+use conduit_error::Error;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -10,8 +12,10 @@ use std::task::{Context, Poll};
 #[pin_project::pin_project(project = Projected)]
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// Streamed from the peer.
+    /// Streamed from the peer, through hyper.
     Incoming(#[pin] Incoming),
+    /// Streamed from an HTTP/2 endpoint.
+    Recv(#[pin] RecvBody),
     /// Made by the proxy (error responses).
     Full(Option<Bytes>),
 }
@@ -37,14 +41,15 @@ impl From<Incoming> for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match self.project() {
-            Projected::Incoming(b) => b.poll_frame(cx),
+            Projected::Incoming(b) => b.poll_frame(cx).map_err(Error::from),
+            Projected::Recv(b) => b.poll_frame(cx),
             Projected::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -52,6 +57,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Incoming(b) => b.is_end_stream(),
+            ProxyBody::Recv(b) => b.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
         }
     }
@@ -59,6 +65,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Incoming(b) => b.size_hint(),
+            ProxyBody::Recv(b) => b.size_hint(),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }

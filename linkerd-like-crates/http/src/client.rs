@@ -20,7 +20,8 @@
 //! authority form for `CONNECT`) with a `Host` header, and HTTP/2 requests (including HTTP/1
 //! requests for a meshed endpoint, marked by their version) with a scheme and authority.
 
-use crate::Http;
+use crate::h2_client::{self, H2Connection};
+use crate::{Http, ProxyBody};
 use conduit_error::Error;
 use conduit_io::{Coalesced, Io};
 use conduit_stack::NewService;
@@ -144,7 +145,7 @@ struct Pool {
     config: ClientConfig,
     tls: Option<ClientTls>,
     idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
-    h2: Mutex<Option<http2::SendRequest<Incoming>>>,
+    h2: Mutex<Option<H2Connection>>,
     /// Held while an HTTP/2 connection is being made, so concurrent requests share it.
     h2_connecting: tokio::sync::Mutex<()>,
 }
@@ -286,7 +287,7 @@ impl Pool {
         Ok(sender)
     }
 
-    fn h2_open(&self) -> Option<http2::SendRequest<Incoming>> {
+    fn h2_open(&self) -> Option<H2Connection> {
         let shared = self
             .h2
             .lock()
@@ -296,24 +297,37 @@ impl Pool {
     }
 
     /// Makes the shared HTTP/2 connection, unless a concurrent request just made it.
-    async fn connect_h2(&self) -> Result<http2::SendRequest<Incoming>, Error> {
+    async fn connect_h2(&self) -> Result<H2Connection, Error> {
         // One connection attempt at a time: concurrent requests wait and share it.
         let _connecting = self.h2_connecting.lock().await;
-        if let Some(sender) = self.h2_open() {
-            return Ok(sender);
+        if let Some(conn) = self.h2_open() {
+            return Ok(conn);
         }
         let io = self.connect(true).await?;
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        let conn = H2Connection::handshake(Coalesced::new(io)).await?;
+        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// A `CONNECT` tunnel over HTTP/2 gets a connection of its own, on hyper's client, which
+    /// turns the stream into an upgrade; a tunnel is long-lived, so one connection per tunnel
+    /// costs what it does for HTTP/1.
+    async fn tunnel_h2(
+        &self,
+        req: http::Request<Incoming>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
+        let io = self.connect(true).await?;
+        let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(Coalesced::new(io)))
             .await?;
         tokio::spawn(async move {
             if let Err(error) = conn.await {
-                tracing::debug!(%error, "upstream HTTP/2 connection failed");
+                tracing::debug!(%error, "upstream HTTP/2 tunnel connection failed");
             }
         });
-        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
-        Ok(sender)
+        sender.ready().await?;
+        Ok(sender.send_request(req).await?.map(ProxyBody::Incoming))
     }
 }
 
@@ -328,7 +342,7 @@ impl Client {
         &self,
         slot: &Slot,
         req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, Error> {
+    ) -> Result<http::Response<ProxyBody>, Error> {
         // A meshed endpoint gets HTTP/1 requests as HTTP/2 (`forward` marks them so).
         let h2 = match self.pool.endpoint.http {
             Http::H2 => true,
@@ -337,18 +351,33 @@ impl Client {
             }
         };
         if h2 {
+            if req.method() == http::Method::CONNECT {
+                return Box::pin(self.pool.tunnel_h2(req)).await;
+            }
             // Connecting is boxed so that the per-request future stays small: it is
             // moved and allocated on every request, a connection is made rarely.
-            let (mut sender, setup) = match self.pool.h2_open() {
-                Some(sender) => (sender, None),
+            let mut setup = None;
+            let conn = match self.pool.h2_open() {
+                Some(conn) => conn,
                 None => {
                     let start = Instant::now();
-                    let sender = Box::pin(self.pool.connect_h2()).await?;
-                    (sender, Some(start.elapsed()))
+                    let conn = Box::pin(self.pool.connect_h2()).await?;
+                    setup = Some(start.elapsed());
+                    conn
                 }
             };
-            sender.ready().await?;
-            let mut rsp = sender.send_request(req).await?;
+            let ready = match conn.ready().await {
+                Ok(ready) => ready,
+                // Closed or going away, with nothing sent: once more on a new connection.
+                Err(error) => {
+                    tracing::debug!(%error, "upstream HTTP/2 connection refused a stream");
+                    let start = Instant::now();
+                    let conn = Box::pin(self.pool.connect_h2()).await?;
+                    setup = Some(start.elapsed());
+                    conn.ready().await?
+                }
+            };
+            let mut rsp = h2_client::send(ready, req).await?.map(ProxyBody::Recv);
             if let Some(setup) = setup {
                 rsp.extensions_mut().insert(NewConnection(setup));
             }
@@ -371,7 +400,7 @@ impl Client {
             let sent = reused.try_send_request(req);
             slot.keep(reused, pool);
             match sent.await {
-                Ok(rsp) => Ok(rsp),
+                Ok(rsp) => Ok(rsp.map(ProxyBody::Incoming)),
                 Err(mut e) => match e.take_message() {
                     // The peer closed the idle connection before the request went out:
                     // nothing was sent, so it is safe to send it on a new connection.
@@ -386,13 +415,13 @@ impl Client {
         &self,
         slot: &Slot,
         req: http::Request<Incoming>,
-    ) -> Result<http::Response<Incoming>, Error> {
+    ) -> Result<http::Response<ProxyBody>, Error> {
         let start = Instant::now();
         let mut sender = self.pool.connect_h1().await?;
         let setup = start.elapsed();
         let sent = sender.send_request(req);
         slot.keep(sender, &self.pool);
-        let mut rsp = sent.await?;
+        let mut rsp = sent.await?.map(ProxyBody::Incoming);
         rsp.extensions_mut().insert(NewConnection(setup));
         Ok(rsp)
     }

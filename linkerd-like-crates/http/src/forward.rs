@@ -82,7 +82,7 @@ pub async fn forward(
         }
         _ => strip_hop_by_hop(rsp.headers_mut(), false),
     }
-    Ok(rsp.map(ProxyBody::Incoming))
+    Ok(rsp)
 }
 
 /// Marks an HTTP/1 request carried as HTTP/2 between proxies; its value is the original

@@ -17,12 +17,14 @@ pub mod body;
 pub mod client;
 pub mod errors;
 pub mod forward;
+mod h2_client;
 pub mod headers;
 mod idle;
 pub mod server;
 
 pub use self::body::ProxyBody;
 pub use self::errors::{ErrorStatus, ResponseTimeout, PROXY_ERROR_HEADER};
+pub use self::h2_client::RecvBody;
 pub use hyper::body::Incoming;
 
 pub use conduit_detect::Http;

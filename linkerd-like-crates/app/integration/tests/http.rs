@@ -238,3 +238,128 @@ async fn connect_is_carried_through_to_an_upstream_that_tunnels() {
     let out = connect_and_echo(proxy.inbound, "db.internal:5432", "tunnelled bytes").await;
     assert_eq!(out, "tunnelled bytes");
 }
+
+/// A request body of `chunks` chunks of 64 KiB and then trailers, sent as it is polled.
+struct ChunksThenTrailers {
+    chunks: usize,
+}
+
+impl hyper::body::Body for ChunksThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let frame = match self.chunks {
+            0 => {
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("x-checksum", http::HeaderValue::from_static("zz"));
+                self.chunks = usize::MAX;
+                Some(Ok(hyper::body::Frame::trailers(trailers)))
+            }
+            usize::MAX => None,
+            _ => {
+                self.chunks -= 1;
+                Some(Ok(hyper::body::Frame::data(Bytes::from(vec![
+                    b'z';
+                    64 * 1024
+                ]))))
+            }
+        };
+        std::task::Poll::Ready(frame)
+    }
+}
+
+#[tokio::test]
+async fn http2_request_bodies_and_trailers_stream_past_the_flow_control_windows() {
+    // The upstream reads the whole body and answers with its length and the trailer it got.
+    let (app, _) = http_server(|req: http::Request<hyper::body::Incoming>| async move {
+        let collected = req.into_body().collect().await.unwrap();
+        let trailer = collected
+            .trailers()
+            .and_then(|t| t.get("x-checksum"))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let len = collected.to_bytes().len();
+        http::Response::builder()
+            .header("x-trailer", trailer)
+            .body(Full::from(vec![b'y'; len]))
+            .unwrap()
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let stream = bounded(tokio::net::TcpStream::connect(proxy.inbound))
+        .await
+        .unwrap();
+    let (mut client, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // 160 chunks of 64 KiB: 10 MiB, past both the 2 MiB stream and 5 MiB connection windows
+    // of the proxy's upstream connection, so the body must wait for window updates.
+    for _ in 0..2 {
+        let req = http::Request::post("http://app/upload")
+            .body(ChunksThenTrailers { chunks: 160 })
+            .unwrap();
+        let rsp = bounded(client.send_request(req)).await.unwrap();
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.headers()["x-trailer"], "zz");
+        let got = bounded(rsp.into_body().collect()).await.unwrap().to_bytes();
+        assert_eq!(got.len(), 160 * 64 * 1024);
+        assert!(got.iter().all(|b| *b == b'y'));
+    }
+}
+
+#[tokio::test]
+async fn http2_upstreams_that_go_away_are_replaced_without_a_failed_request() {
+    // Each upstream connection serves one request, then goes away (GOAWAY) and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (served_tx, mut served_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+                let svc = hyper::service::service_fn(move |_req| {
+                    let _ = served_tx.send(());
+                    async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::from(
+                            "ok",
+                        )))
+                    }
+                });
+                let conn =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = served_rx.recv() => conn.as_mut().graceful_shutdown(),
+                }
+                let _ = conn.await;
+            });
+        }
+    });
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut client = h2_client(proxy.inbound).await;
+    for i in 0..5 {
+        let req = http::Request::get(format!("http://app/{i}"))
+            .body(Full::default())
+            .unwrap();
+        let rsp = bounded(client.send_request(req)).await.unwrap();
+        assert_eq!(rsp.status(), 200, "request {i}: {:?}", rsp.headers());
+        assert_eq!(body_string(rsp).await, "ok");
+        // Let the upstream's GOAWAY and close reach the proxy before the next request.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
