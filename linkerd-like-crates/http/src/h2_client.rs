@@ -103,10 +103,11 @@ pub(crate) async fn send(
 
 /// Streams a request body to its HTTP/2 stream.
 ///
-/// A chunk is taken from the body only once the stream has send capacity for at least one
-/// byte; `h2` holds the rest of the chunk until the window opens. One chunk per stream is
-/// buffered, never more, and capacity is never claimed ahead of data (which could starve
-/// other streams of the connection window). A reset from the peer ends the pipe at once.
+/// Each chunk goes to `h2` once the stream has send capacity for at least one byte, and `h2`
+/// holds what the window cannot take yet; the next chunk is not handed over until that is
+/// sent, so one chunk per stream is buffered, never more. Capacity is claimed only for data in
+/// hand (claiming it ahead could starve the connection's other streams of the window). A
+/// reset from the peer ends the pipe at once.
 async fn pipe(mut body: Incoming, mut stream: SendStream<Bytes>) -> Result<(), Error> {
     loop {
         let frame = poll_fn(|cx| {
