@@ -309,6 +309,14 @@ impl Pool {
         Ok(conn)
     }
 
+    /// [`Self::connect_h2`], recording in `setup` how long it took.
+    async fn connect_h2_timed(&self, setup: &mut Option<Duration>) -> Result<H2Connection, Error> {
+        let start = Instant::now();
+        let conn = self.connect_h2().await?;
+        *setup = Some(start.elapsed());
+        Ok(conn)
+    }
+
     /// A `CONNECT` tunnel over HTTP/2 gets a connection of its own, on hyper's client, which
     /// turns the stream into an upgrade; a tunnel is long-lived, so one connection per tunnel
     /// costs what it does for HTTP/1.
@@ -359,21 +367,14 @@ impl Client {
             let mut setup = None;
             let conn = match self.pool.h2_open() {
                 Some(conn) => conn,
-                None => {
-                    let start = Instant::now();
-                    let conn = Box::pin(self.pool.connect_h2()).await?;
-                    setup = Some(start.elapsed());
-                    conn
-                }
+                None => Box::pin(self.pool.connect_h2_timed(&mut setup)).await?,
             };
             let ready = match conn.ready().await {
                 Ok(ready) => ready,
                 // Closed or going away, with nothing sent: once more on a new connection.
                 Err(error) => {
                     tracing::debug!(%error, "upstream HTTP/2 connection refused a stream");
-                    let start = Instant::now();
-                    let conn = Box::pin(self.pool.connect_h2()).await?;
-                    setup = Some(start.elapsed());
+                    let conn = Box::pin(self.pool.connect_h2_timed(&mut setup)).await?;
                     conn.ready().await?
                 }
             };
