@@ -8,15 +8,19 @@
 //!   per read or write call (never per byte).
 //! - [`Coalesced`]: hyper writes a message's head and body as two buffers, which a socket
 //!   turns into `writev`; this joins small vectors into one plain `send`, the cheaper call.
+//! - [`Batched`]: for an HTTP/2 connection's driver, gathers what one poll of its task
+//!   writes and sends it in one call, where `h2` would make a call per DATA frame.
 //! - [`Io`]: any connection's byte stream (TCP, TLS, a replayed prefix), for the places that
 //!   box streams of several kinds behind one type.
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod coalesce;
 mod count;
 mod prefixed;
 
+pub use self::batch::{Batched, BATCH_LIMIT};
 pub use self::coalesce::{Coalesced, COALESCE_LIMIT};
 pub use self::count::{Count, CountingIo};
 pub use self::prefixed::PrefixedIo;
