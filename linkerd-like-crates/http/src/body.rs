@@ -1,6 +1,6 @@
-//! The body of responses the proxy sends.
+//! The body of the requests and responses the proxy carries.
 
-use crate::h2_client::RecvBody;
+use crate::h2_body::RecvBody;
 use bytes::Bytes;
 use conduit_error::Error;
 use http_body::{Body, Frame, SizeHint};
@@ -8,13 +8,13 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A response body: streamed from upstream, or made by the proxy itself.
+/// A request or response body: streamed from a peer, or made by the proxy itself.
 #[pin_project::pin_project(project = Projected)]
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// Streamed from the peer, through hyper.
+    /// Streamed from an HTTP/1 peer (or a `CONNECT` tunnel's HTTP/2 endpoint), through hyper.
     Incoming(#[pin] Incoming),
-    /// Streamed from an HTTP/2 endpoint.
+    /// Streamed from an HTTP/2 peer.
     Recv(#[pin] RecvBody),
     /// Made by the proxy (error responses).
     Full(Option<Bytes>),

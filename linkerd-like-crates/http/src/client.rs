@@ -23,10 +23,9 @@
 use crate::h2_client::{self, H2Connection};
 use crate::{Http, ProxyBody};
 use conduit_error::Error;
-use conduit_io::{Coalesced, Io};
+use conduit_io::{Batched, Coalesced, Io};
 use conduit_stack::NewService;
 use conduit_tls::{ClientTls, Name};
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
@@ -144,7 +143,7 @@ struct Pool {
     endpoint: Endpoint,
     config: ClientConfig,
     tls: Option<ClientTls>,
-    idle: Mutex<Vec<(http1::SendRequest<Incoming>, Instant)>>,
+    idle: Mutex<Vec<(http1::SendRequest<ProxyBody>, Instant)>>,
     h2: Mutex<Option<H2Connection>>,
     /// Held while an HTTP/2 connection is being made, so concurrent requests share it.
     h2_connecting: tokio::sync::Mutex<()>,
@@ -159,7 +158,7 @@ struct Pool {
 /// connections rather than queue behind one.
 #[derive(Debug, Default)]
 pub struct Slot {
-    held: Mutex<Option<(http1::SendRequest<Incoming>, Arc<Pool>)>>,
+    held: Mutex<Option<(http1::SendRequest<ProxyBody>, Arc<Pool>)>>,
     multiplexed: bool,
 }
 
@@ -179,7 +178,7 @@ impl Slot {
 
     /// The held connection, if it belongs to `pool`; one to another endpoint goes back to
     /// its own pool.
-    fn take(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<Incoming>> {
+    fn take(&self, pool: &Arc<Pool>) -> Option<http1::SendRequest<ProxyBody>> {
         if self.multiplexed {
             return None;
         }
@@ -198,7 +197,7 @@ impl Slot {
         }
     }
 
-    fn keep(&self, sender: http1::SendRequest<Incoming>, pool: &Arc<Pool>) {
+    fn keep(&self, sender: http1::SendRequest<ProxyBody>, pool: &Arc<Pool>) {
         if self.multiplexed {
             // Busy until its response is done; the pool hands out only ready ones.
             pool.put(sender);
@@ -230,7 +229,7 @@ impl Drop for Slot {
 
 impl Pool {
     /// Returns a connection for reuse, unless it is closed or the pool is full.
-    fn put(&self, sender: http1::SendRequest<Incoming>) {
+    fn put(&self, sender: http1::SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
@@ -241,7 +240,7 @@ impl Pool {
     }
 
     /// A ready idle connection, dropping closed and expired ones on the way.
-    fn checkout(&self) -> Option<http1::SendRequest<Incoming>> {
+    fn checkout(&self) -> Option<http1::SendRequest<ProxyBody>> {
         let now = Instant::now();
         let timeout = self.config.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -274,7 +273,7 @@ impl Pool {
         Ok(Box::new(io))
     }
 
-    async fn connect_h1(&self) -> Result<http1::SendRequest<Incoming>, Error> {
+    async fn connect_h1(&self) -> Result<http1::SendRequest<ProxyBody>, Error> {
         let io = self.connect(false).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(Coalesced::new(io)))
@@ -304,7 +303,7 @@ impl Pool {
             return Ok(conn);
         }
         let io = self.connect(true).await?;
-        let conn = H2Connection::handshake(Coalesced::new(io)).await?;
+        let conn = H2Connection::handshake(Batched::new(io)).await?;
         *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
         Ok(conn)
     }
@@ -322,7 +321,7 @@ impl Pool {
     /// costs what it does for HTTP/1.
     async fn tunnel_h2(
         &self,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
     ) -> Result<http::Response<ProxyBody>, Error> {
         let io = self.connect(true).await?;
         let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -349,7 +348,7 @@ impl Client {
     pub async fn send(
         &self,
         slot: &Slot,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
     ) -> Result<http::Response<ProxyBody>, Error> {
         // A meshed endpoint gets HTTP/1 requests as HTTP/2 (`forward` marks them so).
         let h2 = match self.pool.endpoint.http {
@@ -415,7 +414,7 @@ impl Client {
     async fn send_fresh(
         &self,
         slot: &Slot,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
     ) -> Result<http::Response<ProxyBody>, Error> {
         let start = Instant::now();
         let mut sender = self.pool.connect_h1().await?;

@@ -3,11 +3,10 @@
 use crate::client::{Client, Slot};
 use crate::errors::{ErrorStatus, ResponseTimeout};
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
+use crate::upgrade::{self, OnUpgrade};
 use crate::{Http, ProxyBody};
 use conduit_error::Error;
 use http::{Method, StatusCode, Uri};
-use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +24,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub async fn forward(
     client: Client,
     slot: Arc<Slot>,
-    mut req: http::Request<Incoming>,
+    mut req: http::Request<ProxyBody>,
     authority: http::uri::Authority,
     response_timeout: Option<Duration>,
 ) -> Result<http::Response<ProxyBody>, Error> {
     let is_connect = req.method() == Method::CONNECT;
     let downstream = if is_connect || wants_upgrade(req.headers()) {
-        Some(hyper::upgrade::on(&mut req))
+        Some(upgrade::on(&mut req))
     } else {
         None
     };
@@ -157,9 +156,10 @@ fn absolute_uri<B>(
         .map_err(|e| ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid request URI: {e}")))
 }
 
-async fn splice_upgrades(downstream: OnUpgrade, upstream: OnUpgrade) {
-    match tokio::try_join!(downstream, upstream) {
-        Ok((down, up)) => splice(TokioIo::new(down), TokioIo::new(up)).await,
+async fn splice_upgrades(downstream: OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let upstream = async { Ok::<_, Error>(TokioIo::new(upstream.await?)) };
+    match tokio::try_join!(downstream.upgraded(), upstream) {
+        Ok((down, up)) => splice(down, up).await,
         Err(error) => tracing::debug!(%error, "upgrade failed"),
     }
 }
@@ -177,14 +177,14 @@ where
 }
 
 /// Answers a `CONNECT` request by tunnelling to `upstream` directly (explicit proxy mode).
-pub fn tunnel<U>(req: &mut http::Request<Incoming>, upstream: U) -> http::Response<ProxyBody>
+pub fn tunnel<U>(req: &mut http::Request<ProxyBody>, upstream: U) -> http::Response<ProxyBody>
 where
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let downstream = hyper::upgrade::on(req);
+    let downstream = upgrade::on(req);
     tokio::spawn(async move {
-        match downstream.await {
-            Ok(down) => splice(TokioIo::new(down), upstream).await,
+        match downstream.upgraded().await {
+            Ok(down) => splice(down, upstream).await,
             Err(error) => tracing::debug!(%error, "CONNECT upgrade failed"),
         }
     });

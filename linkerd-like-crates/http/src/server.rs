@@ -14,16 +14,15 @@
 
 use crate::errors::PROXY_ERROR_HEADER;
 use crate::idle::{Activity, Tracked};
-use crate::Http;
-use bytes::BytesMut;
+use crate::{Http, ProxyBody};
+use bytes::{Bytes, BytesMut};
 use conduit_error::Error;
-use conduit_io::{Coalesced, PrefixedIo};
+use conduit_io::{Batched, Coalesced, PrefixedIo};
 use conduit_stack::drain;
 use http::StatusCode;
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -52,10 +51,13 @@ const MAX_HEADERS: usize = 100;
 /// How much wider hyper's own head limits are than ours, so that ours speak first.
 pub const HYPER_LIMIT_FACTOR: usize = 4;
 
-/// What [`serve`] needs of a service: what hyper needs, spelled once.
+/// What [`serve`] needs of a service: what hyper and `h2` need, spelled once.
+///
+/// Requests come with a [`ProxyBody`] whichever protocol took them: hyper's body for
+/// HTTP/1, an `h2` stream for HTTP/2.
 pub trait HttpService<B>:
     tower_service::Service<
-        http::Request<Incoming>,
+        http::Request<ProxyBody>,
         Response = http::Response<B>,
         Future: Send + 'static,
         Error: Into<Error>,
@@ -67,7 +69,7 @@ pub trait HttpService<B>:
 
 impl<S, B> HttpService<B> for S where
     S: tower_service::Service<
-            http::Request<Incoming>,
+            http::Request<ProxyBody>,
             Response = http::Response<B>,
             Future: Send + 'static,
             Error: Into<Error>,
@@ -78,9 +80,24 @@ impl<S, B> HttpService<B> for S where
 }
 
 /// What [`serve`] needs of a response body.
-pub trait ResponseBody: Body<Data: Send, Error: Into<Error>> + Send + 'static {}
+pub trait ResponseBody: Body<Data = Bytes, Error: Into<Error>> + Send + 'static {}
 
-impl<B> ResponseBody for B where B: Body<Data: Send, Error: Into<Error>> + Send + 'static {}
+impl<B> ResponseBody for B where B: Body<Data = Bytes, Error: Into<Error>> + Send + 'static {}
+
+/// Calls `svc` with `req` once it is ready: how a request reaches the service, whichever
+/// protocol took it.
+pub(crate) async fn call<S, B>(
+    mut svc: S,
+    req: http::Request<ProxyBody>,
+) -> Result<http::Response<B>, Error>
+where
+    S: HttpService<B>,
+{
+    std::future::poll_fn(|cx| svc.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    svc.call(req).await.map_err(Into::into)
+}
 
 /// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
 /// `drain` is signaled, until in-flight requests finish.
@@ -122,7 +139,10 @@ where
     };
     // The idle timer below stands in for hyper's header-read timeout (see `idle`).
     let activity = Activity::new();
-    let svc = TowerToHyperService::new(Tracked::new(svc, activity.clone()));
+    let svc = Tracked::new(svc, activity.clone());
+    let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        call(svc.clone(), req.map(ProxyBody::Incoming))
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -164,25 +184,14 @@ async fn serve_h2<I, S, B>(
     io: PrefixedIo<I>,
     svc: S,
     config: &ServerConfig,
-    mut drain: drain::Watch,
+    drain: drain::Watch,
 ) -> Result<(), Error>
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService<B>,
     B: ResponseBody,
 {
-    let svc = TowerToHyperService::new(svc);
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
-    let conn = builder.serve_connection(TokioIo::new(Coalesced::new(io)), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => return res.map_err(Into::into),
-        _ = drain.signaled() => conn.as_mut().graceful_shutdown(),
-    }
-    conn.await.map_err(Into::into)
+    crate::h2_server::serve(Batched::new(io), svc, config, drain).await
 }
 
 /// Checks a parsed request against the head limits: at most `max_bytes` for the request line

@@ -6,7 +6,7 @@ use conduit_addr::Addr;
 use conduit_balance::Picked;
 use conduit_error::Error;
 use conduit_http::client::{Client, Endpoint, NewClient, NewConnection, Slot};
-use conduit_http::{errors, forward, ErrorStatus, Http, Incoming, ProxyBody, ResponseTimeout};
+use conduit_http::{errors, forward, ErrorStatus, Http, ProxyBody, ResponseTimeout};
 use conduit_metrics::{ResponseClass, RouteLabel, ServerIdLabel};
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
@@ -140,7 +140,7 @@ impl HttpRouter {
     }
 }
 
-impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
+impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
     type Response = http::Response<ProxyBody>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
@@ -149,7 +149,7 @@ impl tower_service::Service<http::Request<Incoming>> for HttpRouter {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+    fn call(&mut self, req: http::Request<ProxyBody>) -> Self::Future {
         let grpc = errors::is_grpc(&req);
         let shared = &self.shared;
         if let Err(e) = conduit_http::server::check_head(&req, shared.max_header_bytes) {
@@ -314,7 +314,7 @@ impl Shared {
         &self,
         choice: Choice,
         fallback: Client,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
     ) -> Result<http::Response<ProxyBody>, Error> {
         match choice {
             Choice::Endpoint(picked) => self.to_picked(picked, req, self.fallback.clone()).await,
@@ -335,7 +335,7 @@ impl Shared {
     async fn to_picked(
         &self,
         mut picked: Picked<SocketAddr, Backend>,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
         authority: Authority,
     ) -> Result<http::Response<ProxyBody>, Error> {
         let Backend { client, labels, .. } = picked.endpoint().clone();
@@ -375,7 +375,7 @@ impl Shared {
         &self,
         discover: &Discover,
         resolve: &dyn Resolve,
-        req: http::Request<Incoming>,
+        req: http::Request<ProxyBody>,
         grpc: bool,
     ) -> Result<http::Response<ProxyBody>, Error> {
         // CONNECT opens a tunnel to exactly what it names.
@@ -400,7 +400,7 @@ impl Shared {
     async fn explicit(
         &self,
         resolve: &dyn Resolve,
-        mut req: http::Request<Incoming>,
+        mut req: http::Request<ProxyBody>,
     ) -> Result<http::Response<ProxyBody>, Error> {
         let authority = forward::request_authority(&req).ok_or_else(no_authority)?;
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;

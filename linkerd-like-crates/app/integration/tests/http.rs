@@ -239,6 +239,64 @@ async fn connect_is_carried_through_to_an_upstream_that_tunnels() {
     assert_eq!(out, "tunnelled bytes");
 }
 
+#[tokio::test]
+async fn http2_connect_is_carried_through_to_an_upstream_that_tunnels() {
+    let (app, _) = http_server(|mut req: http::Request<hyper::body::Incoming>| async move {
+        assert_eq!(req.method(), http::Method::CONNECT);
+        assert_eq!(req.version(), http::Version::HTTP_2);
+        echo_once_upgraded(&mut req);
+        http::Response::new(Full::default())
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let mut client = h2_client(proxy.inbound).await;
+    let req = http::Request::connect("db.internal:5432")
+        .body(Full::default())
+        .unwrap();
+    let rsp = bounded(client.send_request(req)).await.unwrap();
+    assert_eq!(rsp.status(), 200, "{:?}", rsp.headers());
+    let tunnel = bounded(hyper::upgrade::on(rsp)).await.unwrap();
+    let (mut r, mut w) = tokio::io::split(hyper_util::rt::TokioIo::new(tunnel));
+    // Past the proxy's 1 MiB stream window, so both directions wait on window updates.
+    let payload = vec![b'c'; 3 * 1024 * 1024];
+    let write = async {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut echoed = Vec::new();
+    let ((), read) = bounded(async { tokio::join!(write, r.read_to_end(&mut echoed)) }).await;
+    assert_eq!(read.unwrap(), payload.len());
+    assert!(echoed == payload, "the tunnel changed the bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_are_served_on_a_multi_worker_runtime() {
+    // The server spawns each stream here, rather than polling it in the connection's task.
+    let (app, _) = http_server(|req: http::Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        http::Response::new(Full::from(body))
+    })
+    .await;
+    let fwd = app.to_string();
+    let proxy = TestProxy::spawn(config(&[("CONDUIT_PROXY_INBOUND_FORWARD_ADDR", &fwd)])).await;
+    let client = h2_client(proxy.inbound).await;
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let req = http::Request::post("http://app/")
+                    .body(Full::from(format!("stream {i}")))
+                    .unwrap();
+                body_string(client.send_request(req).await.unwrap()).await
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(bounded(call).await.unwrap(), format!("stream {i}"));
+    }
+}
+
 /// A request body of `chunks` chunks of 64 KiB and then trailers, sent as it is polled.
 struct ChunksThenTrailers {
     chunks: usize,
