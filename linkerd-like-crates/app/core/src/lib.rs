@@ -6,9 +6,10 @@
 //!
 //! 1. [`serve`]: accept under a connection limit, stop accepting on drain;
 //! 2. [`Connection::serve`]: count the connection, detect its protocol (unless its port is
-//!    configured opaque), then either serve HTTP with hyper and [`HttpRouter`], or splice
-//!    TCP to the destination byte for byte with half-close (balanced, and over mTLS behind a
-//!    transport header between meshed proxies: see [`TransportTarget`]);
+//!    configured opaque), then either serve HTTP with `conduit_http` (HTTP/1 on hyper,
+//!    HTTP/2 on `h2`) and [`HttpRouter`], or splice TCP to the destination byte for byte
+//!    with half-close (balanced, and over mTLS behind a transport header between meshed
+//!    proxies: see [`TransportTarget`]);
 //! 3. per request: pick the endpoint (fixed per connection, or resolved per request), get its
 //!    pooled client from an idle-evicting cache, forward, and record the golden metrics.
 
