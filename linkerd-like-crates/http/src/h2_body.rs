@@ -101,11 +101,7 @@ where
     loop {
         let frame = poll_fn(|cx| {
             if let Poll::Ready(reset) = stream.poll_reset(cx) {
-                let error = match reset {
-                    Ok(reason) => h2::Error::from(reason),
-                    Err(e) => e,
-                };
-                return Poll::Ready(Err(Error::from(error)));
+                return Poll::Ready(Err(Error::from(reset_error(reset))));
             }
             body.as_mut()
                 .poll_frame(cx)
@@ -180,6 +176,11 @@ impl Tunnel {
     }
 }
 
+/// What `SendStream::poll_reset` reports, as one error: the peer's reset or the stream's own.
+fn reset_error(reset: Result<Reason, h2::Error>) -> h2::Error {
+    reset.map_or_else(|e| e, h2::Error::from)
+}
+
 fn io_error(e: h2::Error) -> io::Error {
     match e.reason() {
         Some(Reason::NO_ERROR | Reason::CANCEL) => io::Error::new(io::ErrorKind::BrokenPipe, e),
@@ -230,8 +231,7 @@ impl AsyncWrite for Tunnel {
                 return Poll::Ready(Ok(n));
             }
             if let Poll::Ready(reset) = send.poll_reset(cx) {
-                let e = reset.map_or_else(|e| e, h2::Error::from);
-                return Poll::Ready(Err(io_error(e)));
+                return Poll::Ready(Err(io_error(reset_error(reset))));
             }
             match ready!(send.poll_capacity(cx)) {
                 Some(Ok(_)) => {}
