@@ -17,6 +17,9 @@ so that a slow spell on a shared machine touches every proxy alike.
 Latency percentiles come from wrk's histogram, h2load's per-request log and oha's corrected
 histogram. CPU is the proxy's user+system time over the load's wall time (100% = one core);
 RSS is resident memory idle (before any load) and at its peak (VmHWM) over the whole run.
+"anon RSS" is the largest anonymous part of it seen at the end of a load (heap and stacks: the
+memory that is the process's own); the rest of RSS is the program and its shared libraries,
+mapped from the page cache and shared with every process that maps the same files.
 """
 
 import json
@@ -99,19 +102,21 @@ def wait_port(port, timeout=10):
 
 
 def proc_stat(pid):
-    """(cpu seconds, rss bytes, peak rss bytes) of a process."""
+    """(cpu seconds, rss bytes, peak rss bytes, anonymous rss bytes) of a process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
-    rss = peak = 0
+    rss = peak = anon = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) * 1024
             elif line.startswith("VmHWM:"):
                 peak = int(line.split()[1]) * 1024
-    return cpu, rss, peak
+            elif line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
+    return cpu, rss, peak, anon
 
 
 def children_of(pid):
@@ -132,8 +137,9 @@ class Instance:
             wait_port(p)
 
     def sample(self):
-        """(cpu seconds, rss bytes, peak rss bytes), summed over the process tree."""
-        total = [0.0, 0, 0]
+        """(cpu seconds, rss bytes, peak rss bytes, anonymous rss bytes), summed over the
+        process tree."""
+        total = [0.0, 0, 0, 0]
         for pid in [self.proc.pid] + children_of(self.proc.pid):
             try:
                 for i, v in enumerate(proc_stat(pid)):
@@ -164,6 +170,9 @@ class Subject:
 
     def peak(self):
         return max((i.sample()[2] for i in self.instances), default=0)
+
+    def anon(self):
+        return max((i.sample()[3] for i in self.instances), default=0)
 
     def stop(self):
         for i in self.instances:
@@ -319,6 +328,7 @@ backend up_h2
     subjects = []
     controller = None
     results = {}  # (subject, load) -> list of (result, cpu%)
+    anon_peak = {}  # subject -> largest anonymous RSS seen at the end of a load
     tap_results, tap_events = {}, {}  # (tap mode, load) -> results; mode -> events read
     try:
         subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
@@ -400,6 +410,8 @@ backend up_h2
                     cpu0, t0 = sub.cpu(), time.time()
                     res = fn(sub.ports[proto], tmp)
                     cpu = 100.0 * (sub.cpu() - cpu0) / (time.time() - t0)
+                    # Right after a load, before the allocator hands anything back.
+                    anon_peak[sub.name] = max(anon_peak.get(sub.name, 0), sub.anon())
                     results.setdefault((sub.name, load_name), []).append((res, cpu))
                     print(f"  round {rnd + 1} {sub.name:20} {load_name:11} {res['rps']:>9.0f} req/s  "
                           f"p50 {res['p50']} us  p99 {res['p99']} us  errors {res['errors']}",
@@ -466,16 +478,17 @@ backend up_h2
           "Latency in microseconds.")
     print()
     print("| proxy | load | req/s | p50 | p99 | p99.9 | errors | proxy CPU | RSS idle / peak "
-          "| added p50 | added p99 | throughput vs direct |")
-    print("|" + "---|" * 12)
+          "| anon RSS | added p50 | added p99 | throughput vs direct |")
+    print("|" + "---|" * 13)
     for sub in subjects:
         for load_name, _, _ in LOADS:
             res, errors, cpu = table[(sub.name, load_name)]
             d = table[("direct", load_name)][0]
             if sub.name == "direct":
-                extra = "- | - | - | - | -"
+                extra = "- | - | - | - | - | -"
             else:
                 extra = (f"{cpu:.0f}% | {idle[sub.name] / 2**20:.1f} / {peak[sub.name] / 2**20:.1f} MiB"
+                         f" | {anon_peak.get(sub.name, 0) / 2**20:.1f} MiB"
                          f" | {res['p50'] - d['p50']:+d} | {res['p99'] - d['p99']:+d}"
                          f" | {res['rps'] / d['rps']:.2f}")
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "

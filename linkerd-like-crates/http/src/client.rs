@@ -2,7 +2,8 @@
 //!
 //! One [`Client`] per endpoint (built by [`NewClient`], cached by the caller) owns:
 //!
-//! - for HTTP/1.1, a pool of idle connections, bounded in number and idle time. A downstream
+//! - for HTTP/1.1, a pool of idle connections, bounded in number and idle time: a task closes
+//!   each connection left idle longer, so a burst's connections do not outlive it. A downstream
 //!   connection borrows one upstream connection into its [`Slot`] and keeps it while it sends
 //!   requests one at a time, so the common keep-alive case touches the shared pool once per
 //!   connection, not once per request; the connection goes back to the pool when the slot is
@@ -38,7 +39,7 @@ use tokio::time::Instant;
 pub struct ClientConfig {
     /// Limit on establishing a connection.
     pub connect_timeout: Duration,
-    /// How long an idle HTTP/1.1 connection stays in the pool.
+    /// How long an idle HTTP/1.1 connection stays in the pool before it is closed.
     pub idle_timeout: Duration,
     /// How many idle HTTP/1.1 connections one endpoint keeps.
     pub max_idle_per_endpoint: usize,
@@ -124,7 +125,7 @@ impl NewService<Endpoint> for NewClient {
                 endpoint,
                 config: self.config.clone(),
                 tls: self.tls.clone(),
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new(Idle::default()),
                 h2: Mutex::new(None),
                 h2_connecting: tokio::sync::Mutex::new(()),
             }),
@@ -143,10 +144,48 @@ struct Pool {
     endpoint: Endpoint,
     config: ClientConfig,
     tls: Option<ClientTls>,
-    idle: Mutex<Vec<(http1::SendRequest<ProxyBody>, Instant)>>,
+    idle: Mutex<Idle>,
     h2: Mutex<Option<H2Connection>>,
     /// Held while an HTTP/2 connection is being made, so concurrent requests share it.
     h2_connecting: tokio::sync::Mutex<()>,
+}
+
+/// A pool's idle HTTP/1.1 connections, each with the time it became idle.
+#[derive(Debug, Default)]
+struct Idle {
+    conns: Vec<(http1::SendRequest<ProxyBody>, Instant)>,
+    /// Whether a task is closing the expired ones (see [`reap`]).
+    reaping: bool,
+}
+
+impl Idle {
+    /// Drops closed and expired connections; `None` when none is left, otherwise when the
+    /// oldest expires.
+    fn prune(&mut self, now: Instant, timeout: Duration) -> Option<Instant> {
+        self.conns
+            .retain(|(s, since)| !s.is_closed() && now.saturating_duration_since(*since) < timeout);
+        self.conns.iter().map(|(_, since)| *since + timeout).min()
+    }
+}
+
+/// Closes `pool`'s idle connections as they expire, and ends when none is left or the pool
+/// is gone. It holds the pool only while it prunes, so it never keeps a pool alive.
+async fn reap(pool: std::sync::Weak<Pool>) {
+    loop {
+        let next = {
+            let Some(pool) = pool.upgrade() else { return };
+            let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = idle.prune(Instant::now(), pool.config.idle_timeout);
+            if next.is_none() {
+                idle.reaping = false;
+            }
+            next
+        };
+        match next {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => return,
+        }
+    }
 }
 
 /// A downstream connection's upstream HTTP/1.1 connection, returned to its pool on drop.
@@ -229,24 +268,30 @@ impl Drop for Slot {
 
 impl Pool {
     /// Returns a connection for reuse, unless it is closed or the pool is full.
-    fn put(&self, sender: http1::SendRequest<ProxyBody>) {
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>) {
         if sender.is_closed() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < self.config.max_idle_per_endpoint {
-            idle.push((sender, Instant::now()));
+        if idle.conns.len() >= self.config.max_idle_per_endpoint {
+            return;
+        }
+        idle.conns.push((sender, Instant::now()));
+        // Outside a runtime (a slot dropped as the proxy exits) nothing outlives the pool.
+        if !idle.reaping {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(reap(Arc::downgrade(self)));
+                idle.reaping = true;
+            }
         }
     }
 
     /// A ready idle connection, dropping closed and expired ones on the way.
     fn checkout(&self) -> Option<http1::SendRequest<ProxyBody>> {
-        let now = Instant::now();
-        let timeout = self.config.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|(s, since)| !s.is_closed() && now.saturating_duration_since(*since) < timeout);
-        let pos = idle.iter().rposition(|(s, _)| s.is_ready())?;
-        Some(idle.swap_remove(pos).0)
+        idle.prune(Instant::now(), self.config.idle_timeout);
+        let pos = idle.conns.iter().rposition(|(s, _)| s.is_ready())?;
+        Some(idle.conns.swap_remove(pos).0)
     }
 
     /// Connects, with mutual TLS when the endpoint has an identity.
@@ -424,5 +469,121 @@ impl Client {
         let mut rsp = sent.await?.map(ProxyBody::Incoming);
         rsp.extensions_mut().insert(NewConnection(setup));
         Ok(rsp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    /// An HTTP/1.1 server answering "ok"; every connection it accepts, then sees closed, is
+    /// reported on the channels.
+    async fn server() -> (
+        SocketAddr,
+        mpsc::UnboundedReceiver<()>,
+        mpsc::UnboundedReceiver<()>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (opened_tx, opened) = mpsc::unbounded_channel();
+        let (closed_tx, closed) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                opened_tx.send(()).unwrap();
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(ProxyBody::full(
+                            "ok",
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                    let _ = closed_tx.send(());
+                });
+            }
+        });
+        (addr, opened, closed)
+    }
+
+    async fn get(client: &Client, slot: &Slot) -> String {
+        let req = http::Request::builder()
+            .uri("/")
+            .header("host", "test")
+            .body(ProxyBody::empty())
+            .unwrap();
+        let rsp = client.send(slot, req).await.unwrap();
+        let body = rsp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    fn client(addr: SocketAddr, idle_timeout: Duration) -> Client {
+        let config = ClientConfig {
+            idle_timeout,
+            ..ClientConfig::default()
+        };
+        NewClient::new(config).new_service(Endpoint::plain(addr, Http::Http1))
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout_without_further_requests() {
+        let (addr, mut opened, mut closed) = server().await;
+        let idle_timeout = Duration::from_millis(300);
+        // The client stays alive throughout: only the idle timeout may close the connection.
+        let client = client(addr, idle_timeout);
+        let slot = Slot::new();
+        assert_eq!(get(&client, &slot).await, "ok");
+        assert_eq!(get(&client, &slot).await, "ok");
+        opened.recv().await.unwrap();
+        let idle_since = Instant::now();
+        drop(slot);
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the idle connection was never closed")
+            .unwrap();
+        assert!(
+            idle_since.elapsed() >= idle_timeout,
+            "closed after {:?}, before the idle timeout",
+            idle_since.elapsed()
+        );
+        assert!(
+            opened.try_recv().is_err(),
+            "one connection served both requests"
+        );
+
+        // The pool works on: the next request opens a new connection.
+        let slot = Slot::new();
+        assert_eq!(get(&client, &slot).await, "ok");
+        opened.recv().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_reused_within_the_idle_timeout_stays_open() {
+        let (addr, mut opened, mut closed) = server().await;
+        let idle_timeout = Duration::from_millis(400);
+        let client = client(addr, idle_timeout);
+        for _ in 0..4 {
+            // Each downstream connection takes the pooled connection and gives it back.
+            let slot = Slot::new();
+            assert_eq!(get(&client, &slot).await, "ok");
+            drop(slot);
+            tokio::time::sleep(idle_timeout / 4).await;
+        }
+        opened.recv().await.unwrap();
+        assert!(
+            opened.try_recv().is_err(),
+            "every request reused one connection"
+        );
+        assert!(closed.try_recv().is_err(), "closed while in use");
+        // Once left alone, it is closed.
+        tokio::time::timeout(Duration::from_secs(10), closed.recv())
+            .await
+            .expect("the idle connection was never closed")
+            .unwrap();
     }
 }

@@ -25,7 +25,7 @@
 //! | `CONDUIT_PROXY_RESPONSE_TIMEOUT` | unset | limit on waiting for response headers (then 504) |
 //! | `CONDUIT_PROXY_HTTP_HEADER_READ_TIMEOUT` | `10s` | limit on receiving a request's head (slowloris guard; then 408) |
 //! | `CONDUIT_PROXY_HTTP_MAX_HEADER_BYTES` | `65536` | largest request head (then 431) |
-//! | `CONDUIT_PROXY_POOL_IDLE_TIMEOUT` | `20s` | an idle upstream HTTP/1.1 connection older than this is closed instead of reused |
+//! | `CONDUIT_PROXY_POOL_IDLE_TIMEOUT` | `20s` | an upstream HTTP/1.1 connection left idle this long is closed |
 //! | `CONDUIT_PROXY_POOL_MAX_IDLE` | `64` | idle upstream connections kept per endpoint |
 //! | `CONDUIT_PROXY_MAX_CONNECTIONS` | `10000` | connections served at once per side; more wait in the backlog |
 //! | `CONDUIT_PROXY_SHUTDOWN_GRACE_PERIOD` | `30s` | time in-flight work gets after a shutdown begins |
