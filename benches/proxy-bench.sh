@@ -20,4 +20,6 @@ command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
 cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls \
     -p conduit-bench-tap
-exec python3 benches/proxy_bench.py "$PWD/target/release/conduit-proxy" "$@"
+# .cargo/config.toml names the host's target, so the binaries are under target/<triple>/.
+bin_dir="$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+exec python3 benches/proxy_bench.py "$bin_dir/conduit-proxy" "$@"
