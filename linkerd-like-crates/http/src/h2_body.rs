@@ -4,6 +4,9 @@
 //! Flow control is where the care goes. A received chunk's window is released only when the
 //! reader takes it, so a slow reader slows its sender; a chunk is handed to `h2` only when the
 //! stream has window for it, so one chunk per stream is buffered, never more.
+//!
+//! A request body that the server leaves unread (its upstream answered without reading it
+//! all) is drained for a moment rather than reset at once; see [`RecvBody::request`].
 
 use bytes::{Buf, Bytes};
 use conduit_error::Error;
@@ -13,29 +16,94 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// How long a dropped request body is drained at most: as long as `h2` remembers a stream it
+/// reset, so a body drained this long gains nothing from being reset instead.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// How much of a dropped request body is drained at most: the tail of a body already on its
+/// way, not an upload the upstream declined.
+pub(crate) const DRAIN_MAX_BYTES: usize = 64 * 1024;
 
 /// A body received on an HTTP/2 stream.
 #[derive(Debug)]
 pub struct RecvBody {
-    recv: RecvStream,
+    /// Taken only by `drop`, to drain it.
+    recv: Option<RecvStream>,
     data_done: bool,
     /// What `content-length` says is left, when it says.
     remaining: Option<u64>,
+    /// Drained rather than reset when dropped unfinished (a request body).
+    drain: bool,
 }
 
 impl RecvBody {
-    pub(crate) fn new(recv: RecvStream, headers: &http::HeaderMap) -> Self {
+    /// A response body, on the client side. Dropped unfinished, `h2` resets the stream
+    /// (CANCEL): the server should stop sending what nobody will read.
+    pub(crate) fn response(recv: RecvStream, headers: &http::HeaderMap) -> Self {
+        Self::new(recv, headers, false)
+    }
+
+    /// A request body, on the server side. Dropped before the client has sent all of it (its
+    /// upstream answered without reading it all, as servers may), what is left is read and
+    /// discarded for up to [`DRAIN_TIMEOUT`] and [`DRAIN_MAX_BYTES`], so that the stream ends
+    /// cleanly once the client finishes.
+    ///
+    /// Reset at once instead (RST_STREAM NO_ERROR, which `h2` sends when the response is done
+    /// and nobody reads the request), the client's DATA frames already in flight arrive for a
+    /// stream `h2` may have forgotten: it keeps only the last 50 resets. Each such frame then
+    /// counts as the client's protocol error, and at 1,024 of them on one connection `h2`
+    /// closes it (GOAWAY ENHANCE_YOUR_CALM), failing every request on it. Between two proxies,
+    /// where one connection carries all of a pod's requests to another, a stream of early
+    /// answers to POSTs reached that within seconds.
+    pub(crate) fn request(recv: RecvStream, headers: &http::HeaderMap) -> Self {
+        Self::new(recv, headers, true)
+    }
+
+    fn new(recv: RecvStream, headers: &http::HeaderMap, drain: bool) -> Self {
         let remaining = headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         Self {
-            recv,
+            recv: Some(recv),
             data_done: false,
             remaining,
+            drain,
         }
     }
+}
+
+impl Drop for RecvBody {
+    fn drop(&mut self) {
+        let Some(recv) = self.recv.take() else {
+            return;
+        };
+        if !self.drain || recv.is_end_stream() {
+            return;
+        }
+        // Outside a runtime (the proxy exiting) the stream is reset, as it would be anyway.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(drain(recv));
+        }
+    }
+}
+
+/// Reads and discards `recv` to its end, within the drain's bounds; dropped past them, the
+/// stream is reset.
+async fn drain(mut recv: RecvStream) {
+    let mut left = DRAIN_MAX_BYTES;
+    let read = async {
+        while let Some(Ok(data)) = poll_fn(|cx| recv.poll_data(cx)).await {
+            let _ = recv.flow_control().release_capacity(data.len());
+            left = match left.checked_sub(data.len()) {
+                Some(left) => left,
+                None => return,
+            };
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, read).await;
 }
 
 impl Body for RecvBody {
@@ -47,12 +115,15 @@ impl Body for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = &mut *self;
+        let Some(recv) = this.recv.as_mut() else {
+            return Poll::Ready(None);
+        };
         if !this.data_done {
-            match ready!(this.recv.poll_data(cx)) {
+            match ready!(recv.poll_data(cx)) {
                 Some(Ok(data)) => {
                     // Reading is what opens the window again: the sender goes no faster
                     // than the reader of this body.
-                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    let _ = recv.flow_control().release_capacity(data.len());
                     if let Some(left) = &mut this.remaining {
                         *left = left.saturating_sub(data.len() as u64);
                     }
@@ -62,7 +133,7 @@ impl Body for RecvBody {
                 None => this.data_done = true,
             }
         }
-        match ready!(this.recv.poll_trailers(cx)) {
+        match ready!(recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
             Err(e) => Poll::Ready(Some(Err(e.into()))),
@@ -70,7 +141,7 @@ impl Body for RecvBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.recv.is_end_stream()
+        self.recv.as_ref().is_none_or(RecvStream::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {

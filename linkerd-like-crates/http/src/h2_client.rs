@@ -95,6 +95,6 @@ pub(crate) async fn send(
         });
     }
     let (parts, recv) = response.await?.into_parts();
-    let body = RecvBody::new(recv, &parts.headers);
+    let body = RecvBody::response(recv, &parts.headers);
     Ok(http::Response::from_parts(parts, body))
 }

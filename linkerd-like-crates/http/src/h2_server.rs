@@ -112,7 +112,7 @@ where
         tunnel = Some((fill, recv));
         ProxyBody::empty()
     } else {
-        ProxyBody::Recv(RecvBody::new(recv, &parts.headers))
+        ProxyBody::Recv(RecvBody::request(recv, &parts.headers))
     };
     let call = call(svc, Request::from_parts(parts, body));
     async move {
@@ -458,5 +458,113 @@ mod tests {
         let rsp = bounded(client.send_request(get("/fine"))).await.unwrap();
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(body, "ok");
+    }
+
+    /// Answers at once, without reading the request body, as nginx's `return` does.
+    fn answers_early() -> impl HttpService<ProxyBody> {
+        tower::service_fn(|req: Request<ProxyBody>| async move {
+            drop(req);
+            Ok::<_, Infallible>(Response::new(ProxyBody::full("early")))
+        })
+    }
+
+    /// Serves one connection with `svc`, with an `h2` client on it: these tests need the
+    /// handle of the request's stream, which hyper's client keeps to itself.
+    async fn h2_connected<S, B>(svc: S) -> (h2::client::SendRequest<Bytes>, drain::Signal)
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let (signal, drain) = drain::channel();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (io, _) = listener.accept().await.unwrap();
+            let _ = serve(io, svc, &ServerConfig::default(), drain).await;
+        });
+        let io = TcpStream::connect(addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        (client, signal)
+    }
+
+    /// Opens a POST whose body is still to come, and reads the early answer whole.
+    async fn post_answered_early(client: &h2::client::SendRequest<Bytes>) -> h2::SendStream<Bytes> {
+        let mut client = bounded(client.clone().ready()).await.unwrap();
+        let req = Request::post("http://test/").body(()).unwrap();
+        let (rsp, stream) = client.send_request(req, false).unwrap();
+        let mut body = bounded(rsp).await.unwrap().into_body();
+        let mut got = Vec::new();
+        while let Some(data) = bounded(body.data()).await {
+            got.extend_from_slice(&data.unwrap());
+        }
+        assert_eq!(got, b"early");
+        stream
+    }
+
+    /// The server's reset of the client's request stream, if one comes within `wait`.
+    async fn reset_within(stream: &mut h2::SendStream<Bytes>, wait: Duration) -> Option<Reason> {
+        let reset = poll_fn(|cx| stream.poll_reset(cx));
+        tokio::time::timeout(wait, reset)
+            .await
+            .ok()
+            .map(|r| r.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_request_body_left_unread_is_drained_rather_than_reset() {
+        let (client, _signal) = h2_connected(answers_early()).await;
+        for _ in 0..3 {
+            let mut stream = post_answered_early(&client).await;
+            // The body's tail, still on its way when the answer came, is taken in: reset
+            // instead, the tail would arrive for a stream the server may have forgotten.
+            assert_eq!(
+                reset_within(&mut stream, Duration::from_millis(300)).await,
+                None
+            );
+            stream.send_data(Bytes::from_static(b"late"), true).unwrap();
+            assert_eq!(
+                reset_within(&mut stream, Duration::from_millis(300)).await,
+                None
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_body_never_finished_is_reset_when_the_drain_gives_up() {
+        let (client, _signal) = h2_connected(answers_early()).await;
+        let mut stream = post_answered_early(&client).await;
+        stream
+            .send_data(Bytes::from_static(b"more"), false)
+            .unwrap();
+        assert_eq!(
+            reset_within(&mut stream, Duration::from_secs(10)).await,
+            Some(Reason::NO_ERROR)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_body_left_unread_is_drained_only_so_far() {
+        let (client, _signal) = h2_connected(answers_early()).await;
+        let mut stream = post_answered_early(&client).await;
+        let answered = tokio::time::Instant::now();
+        // Twice the drain's budget fits the stream's window, so it is all sent at once; the
+        // server resets on reading past the budget, well before the drain's time is up.
+        stream.reserve_capacity(2 * crate::h2_body::DRAIN_MAX_BYTES);
+        stream
+            .send_data(
+                Bytes::from(vec![0; 2 * crate::h2_body::DRAIN_MAX_BYTES]),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            reset_within(&mut stream, Duration::from_secs(10)).await,
+            Some(Reason::NO_ERROR)
+        );
+        assert!(
+            answered.elapsed() < crate::h2_body::DRAIN_TIMEOUT,
+            "reset after {:?}: the byte budget did not end the drain",
+            answered.elapsed()
+        );
     }
 }
