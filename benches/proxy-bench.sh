@@ -4,7 +4,8 @@
 #
 #   benches/proxy-bench.sh            # 10 s per load; BENCH_DURATION=30 for longer runs
 #
-# Installs what it needs when absent (Debian: nginx haproxy wrk nghttp2-client; crates.io: oha).
+# Installs what it needs when absent (Debian: nginx haproxy wrk nghttp2-client; crates.io: oha;
+# rustup: llvm-tools, for the PGO build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +23,7 @@ cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p condu
     -p conduit-bench-tap
 # .cargo/config.toml names the host's target, so the binaries are under target/<triple>/.
 bin_dir="$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release"
-exec python3 benches/proxy_bench.py "$bin_dir/conduit-proxy" "$@"
+# The proxy under test is the PGO build (benches/pgo.sh), the one to ship; the plain build
+# runs beside it as "conduit-proxy, no PGO".
+pgo_proxy=$(benches/pgo.sh | tail -n 1)
+exec python3 benches/proxy_bench.py "$bin_dir" "$pgo_proxy" "$bin_dir/conduit-proxy" "$@"

@@ -186,23 +186,34 @@ def percentile(sorted_values, q):
     return sorted_values[i]
 
 
-def load_wrk(port, conns, tmp):
+def load_wrk(port, conns, tmp, duration, post_bytes=0):
     script = os.path.join(tmp, "pct.lua")
     with open(script, "w") as f:
+        if post_bytes:
+            f.write(f'wrk.method = "POST"\nwrk.body = string.rep("x", {post_bytes})\n')
         f.write(WRK_LUA)
-    out = run(pinned(LOAD_CORE, ["wrk", "-t1", f"-c{conns}", f"-d{DURATION}s", "-s", script,
+    out = run(pinned(LOAD_CORE, ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "-s", script,
                                  f"http://{addr(port)}/"])).stdout
     line = next(l for l in out.splitlines() if l.startswith("BENCH "))
     rps, p50, p99, p999, errors = line.split()[1:]
     return dict(rps=float(rps), p50=int(p50), p99=int(p99), p999=int(p999), errors=int(errors))
 
 
-def load_h2load(port, conns, streams, tmp):
+def load_h2load(port, conns, streams, tmp, duration, post_bytes=0, requests=None):
+    """h2load for `duration` seconds, or for a number of `requests`: at the end of a timed
+    run h2load may count the streams still in flight as failed."""
     log = os.path.join(tmp, "h2load.log")
     if os.path.exists(log):
         os.remove(log)  # h2load appends to an existing log
-    out = run(pinned(LOAD_CORE, ["h2load", f"-c{conns}", f"-m{streams}", "-t1", "-D", str(DURATION),
-                                 "--log-file", log, f"http://{addr(port)}/"])).stdout
+    post = []
+    if post_bytes:
+        data = os.path.join(tmp, "post.bin")
+        with open(data, "wb") as f:
+            f.write(b"x" * post_bytes)
+        post = ["-d", data]
+    until = ["-n", str(requests)] if requests else ["-D", str(duration)]
+    out = run(pinned(LOAD_CORE, ["h2load", f"-c{conns}", f"-m{streams}", "-t1"] + until
+                     + ["--log-file", log] + post + [f"http://{addr(port)}/"])).stdout
     rps = 0.0
     failed = 0
     for line in out.splitlines():
@@ -222,8 +233,8 @@ def load_h2load(port, conns, streams, tmp):
                 p999=percentile(lat, 99.9), errors=failed)
 
 
-def load_oha(port, rate):
-    out = run(pinned(LOAD_CORE, ["oha", "--no-tui", "--output-format", "json", "-z", f"{DURATION}s",
+def load_oha(port, rate, duration):
+    out = run(pinned(LOAD_CORE, ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s",
                                  "-q", str(rate), "--latency-correction", "-c", "32",
                                  f"http://{addr(port)}/"])).stdout
     data = json.loads(out)
@@ -240,16 +251,55 @@ def load_oha(port, rate):
 TAP_MODES = [("no tap", None), ("tap matching nothing", "nothing"),
              ("tap matching everything", "everything")]
 TAP_LOADS = [
-    ("h1 c=1", lambda addr, tmp: load_wrk(addr, 1, tmp)),
-    ("h1 c=64", lambda addr, tmp: load_wrk(addr, 64, tmp)),
+    ("h1 c=1", lambda addr, tmp: load_wrk(addr, 1, tmp, DURATION)),
+    ("h1 c=64", lambda addr, tmp: load_wrk(addr, 64, tmp, DURATION)),
 ]
 LOADS = [
-    ("h1 c=1", "h1", lambda port, tmp: load_wrk(port, 1, tmp)),
-    ("h1 c=64", "h1", lambda port, tmp: load_wrk(port, 64, tmp)),
-    ("h2 1x1", "h2", lambda port, tmp: load_h2load(port, 1, 1, tmp)),
-    ("h2 4x32", "h2", lambda port, tmp: load_h2load(port, 4, 32, tmp)),
-    ("fixed 2k/s", "h1", lambda port, tmp: load_oha(port, 2000)),
+    ("h1 c=1", "h1", lambda port, tmp: load_wrk(port, 1, tmp, DURATION)),
+    ("h1 c=64", "h1", lambda port, tmp: load_wrk(port, 64, tmp, DURATION)),
+    ("h2 1x1", "h2", lambda port, tmp: load_h2load(port, 1, 1, tmp, DURATION)),
+    ("h2 4x32", "h2", lambda port, tmp: load_h2load(port, 4, 32, tmp, DURATION)),
+    ("fixed 2k/s", "h1", lambda port, tmp: load_oha(port, 2000, DURATION)),
 ]
+# The training run of a PGO build (`--train`, from benches/pgo.sh): each conduit subject
+# carries each of these once, request bodies too, so that the profile covers what a proxy
+# does rather than only the measured loads. HTTP/2 loads are counted in requests (about two
+# seconds' worth through the meshed pair), so that none is cut off in flight.
+TRAIN_DURATION = int(os.environ.get("BENCH_TRAIN_DURATION", "2"))
+TRAIN_LOADS = [
+    ("h1 c=1", "h1", lambda port, tmp: load_wrk(port, 1, tmp, TRAIN_DURATION)),
+    ("h1 c=64", "h1", lambda port, tmp: load_wrk(port, 64, tmp, TRAIN_DURATION)),
+    ("h1 POST 4 KiB c=8", "h1",
+     lambda port, tmp: load_wrk(port, 8, tmp, TRAIN_DURATION, post_bytes=4096)),
+    ("h2 1x1", "h2",
+     lambda port, tmp: load_h2load(port, 1, 1, tmp, None, requests=3500 * TRAIN_DURATION)),
+    ("h2 4x32", "h2",
+     lambda port, tmp: load_h2load(port, 4, 32, tmp, None, requests=35000 * TRAIN_DURATION)),
+    ("h2 POST 4 KiB 2x8", "h2", lambda port, tmp: load_h2load(
+        port, 2, 8, tmp, None, post_bytes=4096, requests=17000 * TRAIN_DURATION)),
+]
+
+
+def handshakes(bin_dir, identity_dir, duration, conc):
+    """New mutual-TLS handshakes against the meshed pair's server-side proxy, from the load
+    core: conduit-bench-tls's result line."""
+    out = run(pinned(LOAD_CORE, [os.path.join(bin_dir, "conduit-bench-tls"),
+                                 f"127.0.0.1:{MESH_IN_H1}", identity_dir, SERVER_ID,
+                                 str(duration), str(conc)])).stdout
+    return next(l for l in out.splitlines() if l.startswith("BENCH "))
+
+
+def train(subjects, tmp, bin_dir, identity_dir):
+    """Carries the training loads through every conduit subject; a request that fails
+    fails the training, since a profile of error paths would mislead the optimizer."""
+    for sub in subjects:
+        for load_name, proto, fn in TRAIN_LOADS:
+            res = fn(sub.ports[proto], tmp)
+            print(f"  train {sub.name:26} {load_name:18} {res['rps']:>9.0f} req/s  "
+                  f"errors {res['errors']}", file=sys.stderr, flush=True)
+            if res["errors"]:
+                raise RuntimeError(f"{sub.name}: {res['errors']} failed requests in {load_name}")
+    print("  train " + handshakes(bin_dir, identity_dir, TRAIN_DURATION, 4), file=sys.stderr)
 
 
 def nginx_conf(tmp, name, body):
@@ -277,7 +327,17 @@ http {{
 
 
 def main():
-    conduit = sys.argv[1]
+    args = sys.argv[1:]
+    training = args[:1] == ["--train"]
+    if training:
+        args = args[1:]
+    if len(args) not in (2, 3) or (training and len(args) != 2):
+        sys.exit("usage: proxy_bench.py [--train] BIN_DIR PROXY [PLAIN_PROXY]")
+    # BIN_DIR holds the release build of the other binaries (controller, CLI, bench tools);
+    # PROXY is the conduit-proxy under test (the PGO build), PLAIN_PROXY the same proxy
+    # without PGO, measured beside it.
+    bin_dir, conduit = args[0], args[1]
+    plain = args[2] if len(args) == 3 else None
     tmp = tempfile.mkdtemp(prefix="conduit-bench-")
     upstream = subprocess.Popen(pinned(LOAD_CORE, nginx_conf(tmp, "upstream", f"""
   server {{ listen 127.0.0.1:{UP_H1}; location / {{ default_type text/plain; return 200 "{BODY}"; }} }}
@@ -331,12 +391,18 @@ backend up_h2
     anon_peak = {}  # subject -> largest anonymous RSS seen at the end of a load
     tap_results, tap_events = {}, {}  # (tap mode, load) -> results; mode -> events read
     try:
-        subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
+        if not training:
+            subjects.append(Subject("direct", {"h1": UP_H1, "h2": UP_H2}))
         # One conduit-proxy per upstream protocol: its inbound side forwards to one address.
         subjects.append(Subject("conduit-proxy", {"h1": 19143, "h2": 19144}, [
             Instance([conduit], [19143], conduit_env(19143, UP_H1, 19191)),
             Instance([conduit], [19144], conduit_env(19144, UP_H2, 19192)),
         ]))
+        if plain is not None:
+            subjects.append(Subject("conduit-proxy, no PGO", {"h1": 19145, "h2": 19146}, [
+                Instance([plain], [19145], conduit_env(19145, UP_H1, 19189)),
+                Instance([plain], [19146], conduit_env(19146, UP_H2, 19190)),
+            ]))
         # The same proxy with the controller: each request balanced over three endpoints.
         registry = os.path.join(tmp, "registry.yaml")
         with open(registry, "w") as f:
@@ -348,7 +414,6 @@ backend up_h2
             for port, inbound in ((MESH_H1, MESH_IN_H1), (MESH_H2, MESH_IN_H2)):
                 f.write(f"      - port: {port}\n        endpoints:\n"
                         f"          - address: 127.0.0.1:{inbound}\n            identity: {SERVER_ID}\n")
-        bin_dir = os.path.dirname(conduit)
         identity_dir = os.path.join(tmp, "identity")
         run([os.path.join(bin_dir, "conduit"), "issuer", identity_dir])
         tokens = {}
@@ -396,6 +461,9 @@ backend up_h2
             wait_ready(f"127.0.0.1:{admin}")
         subjects.append(Subject("conduit meshed pair (mTLS)",
                                 {"h1": f"{MESH_IP}:{MESH_H1}", "h2": f"{MESH_IP}:{MESH_H2}"}, pair))
+        if training:
+            train(subjects, tmp, bin_dir, identity_dir)
+            return
         subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281},
                                 [Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])]))
         subjects.append(Subject("nginx", {"h1": 19380, "h2": 19381},
@@ -420,12 +488,7 @@ backend up_h2
         peak = {sub.name: sub.peak() for sub in subjects}
         # New mutual-TLS handshakes per second against the server-side proxy (a client
         # certificate each time, ALPN h2), from the load core.
-        handshakes = []
-        for conc in (1, 4):
-            out = run(pinned(LOAD_CORE, [os.path.join(bin_dir, "conduit-bench-tls"),
-                                         f"127.0.0.1:{MESH_IN_H1}", identity_dir, SERVER_ID,
-                                         str(DURATION), str(conc)])).stdout
-            handshakes.append(next(l for l in out.splitlines() if l.startswith("BENCH ")))
+        handshake_lines = [handshakes(bin_dir, identity_dir, DURATION, conc) for conc in (1, 4)]
         # What a tap costs: the meshed pair's HTTP/1 loads with no tap, a tap on the
         # server-side proxy matching nothing, and one matching everything (at the proxy's
         # default tap rate limit, as `conduit tap` asks). Interleaved rounds, medians.
@@ -516,7 +579,7 @@ backend up_h2
     print()
     print("The meshed pair is two conduit-proxy processes per protocol on the proxy core: its CPU")
     print("is their sum, its RSS the largest one's. mTLS handshakes against the server-side proxy:")
-    for line in handshakes:
+    for line in handshake_lines:
         print("  " + line[len("BENCH "):])
 
 
