@@ -199,8 +199,15 @@ mod tests {
         signal: drain::Signal,
     }
 
-    /// Serves one connection with `svc`, with a client on it.
-    async fn connected<S, B>(svc: S) -> Connected
+    /// Serves one connection with `svc`: the client's end of it, the server's task, and the
+    /// drain signal.
+    async fn serving<S, B>(
+        svc: S,
+    ) -> (
+        TcpStream,
+        tokio::task::JoinHandle<Result<(), Error>>,
+        drain::Signal,
+    )
     where
         S: HttpService<B>,
         B: ResponseBody,
@@ -212,7 +219,16 @@ mod tests {
             let (io, _) = listener.accept().await?;
             serve(io, svc, &ServerConfig::default(), drain).await
         });
-        let io = TcpStream::connect(addr).await.unwrap();
+        (TcpStream::connect(addr).await.unwrap(), server, signal)
+    }
+
+    /// Serves one connection with `svc`, with a client on it.
+    async fn connected<S, B>(svc: S) -> Connected
+    where
+        S: HttpService<B>,
+        B: ResponseBody,
+    {
+        let (io, server, signal) = serving(svc).await;
         let (client, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
                 .await
@@ -475,14 +491,7 @@ mod tests {
         S: HttpService<B>,
         B: ResponseBody,
     {
-        let (signal, drain) = drain::channel();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (io, _) = listener.accept().await.unwrap();
-            let _ = serve(io, svc, &ServerConfig::default(), drain).await;
-        });
-        let io = TcpStream::connect(addr).await.unwrap();
+        let (io, _server, signal) = serving(svc).await;
         let (client, conn) = h2::client::handshake(io).await.unwrap();
         tokio::spawn(conn);
         (client, signal)
