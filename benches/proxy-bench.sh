@@ -2,7 +2,7 @@
 # The end-to-end proxy benchmark: direct, conduit-proxy, haproxy and nginx against one nginx
 # upstream on loopback, in one run. A benchmark, not a test: it measures and prints.
 #
-#   benches/proxy-bench.sh            # 10 s per load; BENCH_DURATION=30 for longer runs
+#   benches/proxy-bench.sh            # 3 rounds of 5 s per load; BENCH_ROUNDS, BENCH_DURATION
 #
 # Installs what it needs when absent (Debian: nginx haproxy wrk nghttp2-client; crates.io: oha;
 # rustup: llvm-tools, for the PGO build).
