@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """End-to-end proxy benchmark; run through benches/proxy-bench.sh.
 
+  proxy_bench.py BIN_DIR PROXY [PLAIN_PROXY]   measure (PROXY: the PGO build)
+  proxy_bench.py --train BIN_DIR PROXY         the PGO training run (benches/pgo.sh)
+
 Every proxy is pinned to core 1; the upstream nginx and the load generators to core 0. Each
 proxy forwards to the same upstream, which answers every request with a 1 KiB body. Loads:
 
