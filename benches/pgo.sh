@@ -21,14 +21,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-for tool in nginx:nginx wrk:wrk h2load:nghttp2-client taskset:util-linux; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "installing ${need_apt[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+. benches/need-tools.sh
+need_tools nginx:nginx wrk:wrk h2load:nghttp2-client taskset:util-linux
 host=$(rustc -vV | sed -n 's/^host: //p')
 profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 [ -x "$profdata" ] || rustup component add llvm-tools >&2

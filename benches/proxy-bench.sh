@@ -9,14 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-for tool in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux; do
-    command -v "${tool%%:*}" >/dev/null 2>&1 || need_apt+=("${tool#*:}")
-done
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "installing ${need_apt[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+. benches/need-tools.sh
+need_tools nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
 cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls \
