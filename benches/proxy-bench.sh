@@ -20,4 +20,4 @@ bin_dir="$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 # The proxy under test is the PGO build (benches/pgo.sh), the one to ship; the plain build
 # runs beside it as "conduit-proxy, no PGO".
 pgo_proxy=$(benches/pgo.sh | tail -n 1)
-exec python3 benches/proxy_bench.py "$bin_dir" "$pgo_proxy" "$bin_dir/conduit-proxy" "$@"
+exec python3 benches/proxy_bench.py "$bin_dir" "$pgo_proxy" "$bin_dir/conduit-proxy"
