@@ -36,6 +36,11 @@ import time
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# To measure a part only (while tuning): names, separated by ";", of loads and of proxies, as the
+# table shows them. The direct path is always measured, since the other rows are relative to it.
+# Either one leaves out the handshake and tap measurements.
+ONLY_LOADS = [n for n in os.environ.get("BENCH_LOADS", "").split(";") if n]
+ONLY_PROXIES = [n for n in os.environ.get("BENCH_PROXIES", "").split(";") if n]
 PROXY_CORE, LOAD_CORE = "1", "0"
 UP_H1, UP_H2 = 18080, 18081
 # Two more upstream ports per protocol: with the first, the three endpoints of the balanced run.
@@ -475,9 +480,12 @@ backend up_h2
         idle = {sub.name: sub.rss() for sub in subjects}
         # Round-robin: every proxy runs each load once per round, so a slow spell on a shared
         # machine touches all of them alike; the table reports the median round.
+        loads = [l for l in LOADS if not ONLY_LOADS or l[0] in ONLY_LOADS]
+        measured = [s for s in subjects
+                    if not ONLY_PROXIES or s.name == "direct" or s.name in ONLY_PROXIES]
         for rnd in range(ROUNDS):
-            for load_name, proto, fn in LOADS:
-                for sub in subjects:
+            for load_name, proto, fn in loads:
+                for sub in measured:
                     cpu0, t0 = sub.cpu(), time.time()
                     res = fn(sub.ports[proto], tmp)
                     cpu = 100.0 * (sub.cpu() - cpu0) / (time.time() - t0)
@@ -491,11 +499,13 @@ backend up_h2
         peak = {sub.name: sub.peak() for sub in subjects}
         # New mutual-TLS handshakes per second against the server-side proxy (a client
         # certificate each time, ALPN h2), from the load core.
-        handshake_lines = [handshakes(bin_dir, identity_dir, DURATION, conc) for conc in (1, 4)]
+        partial = bool(ONLY_LOADS or ONLY_PROXIES)
+        handshake_lines = [] if partial else [
+            handshakes(bin_dir, identity_dir, DURATION, conc) for conc in (1, 4)]
         # What a tap costs: the meshed pair's HTTP/1 loads with no tap, a tap on the
         # server-side proxy matching nothing, and one matching everything (at the proxy's
         # default tap rate limit, as `conduit tap` asks). Interleaved rounds, medians.
-        for rnd in range(ROUNDS):
+        for rnd in range(0 if partial else ROUNDS):
             for mode, arg in TAP_MODES:
                 tapper = None
                 if arg is not None:
@@ -517,7 +527,7 @@ backend up_h2
                     tap_events.setdefault(mode, []).append(int(events.split()[-1]))
         # The tap layer alone, with no sockets: the end-to-end rows above move by more than
         # its cost from one round to the next.
-        tap_layer = [l for l in run(pinned(PROXY_CORE, [
+        tap_layer = [] if partial else [l for l in run(pinned(PROXY_CORE, [
             os.path.join(bin_dir, "conduit-bench-tap"), "layer", "1000000"])).stdout.splitlines()
             if l.startswith("BENCH ")]
     finally:
@@ -546,8 +556,8 @@ backend up_h2
     print("| proxy | load | req/s | p50 | p99 | p99.9 | errors | proxy CPU | RSS idle / peak "
           "| anon RSS | added p50 | added p99 | throughput vs direct |")
     print("|" + "---|" * 13)
-    for sub in subjects:
-        for load_name, _, _ in LOADS:
+    for sub in measured:
+        for load_name, _, _ in loads:
             res, errors, cpu = table[(sub.name, load_name)]
             d = table[("direct", load_name)][0]
             if sub.name == "direct":
@@ -559,6 +569,8 @@ backend up_h2
                          f" | {res['rps'] / d['rps']:.2f}")
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['p999']} | {errors} | {extra} |")
+    if partial:
+        return
     print()
     print("Tap on the meshed pair's server-side proxy (HTTP/1 loads; medians of "
           f"{ROUNDS} rounds):")

@@ -10,7 +10,10 @@
 //!   dropped. A request that finds its reused connection closed by the peer before anything
 //!   was sent is retried once on a fresh connection, as a browser or hyper-util would.
 //! - for HTTP/2, one multiplexed connection shared by every request, re-established when it
-//!   closes.
+//!   closes. A request without a body that the upstream refuses unprocessed (a stream past
+//!   the last one of its GOAWAY, or reset with REFUSED_STREAM) is sent again, up to
+//!   [`MAX_SENDS_REFUSED`] times in all; one with a body fails with [`Refused`], which says
+//!   it is safe to retry.
 //!
 //! An endpoint with an identity is another proxy: its connections are mutual TLS with that
 //! identity as the server name ([`NewClient::with_tls`]). Requests to it travel as HTTP/2
@@ -21,18 +24,25 @@
 //! authority form for `CONNECT`) with a `Host` header, and HTTP/2 requests (including HTTP/1
 //! requests for a meshed endpoint, marked by their version) with a scheme and authority.
 
+pub use crate::h2_client::Refused;
 use crate::h2_client::{self, H2Connection};
 use crate::{Http, ProxyBody};
 use conduit_error::Error;
 use conduit_io::{Batched, Coalesced, Io};
 use conduit_stack::NewService;
 use conduit_tls::{ClientTls, Name};
+use http_body::Body;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// How many times a bodyless HTTP/2 request is sent while the upstream refuses it
+/// unprocessed. Each refusal comes with a connection ending (or an upstream shedding load),
+/// so a second send nearly always lands; the bound is for an upstream that refuses all.
+const MAX_SENDS_REFUSED: usize = 3;
 
 /// How clients connect and pool.
 #[derive(Clone, Debug)]
@@ -406,23 +416,44 @@ impl Client {
             if req.method() == http::Method::CONNECT {
                 return Box::pin(self.pool.tunnel_h2(req)).await;
             }
-            // Connecting is boxed so that the per-request future stays small: it is
-            // moved and allocated on every request, a connection is made rarely.
+            let (parts, body) = req.into_parts();
+            // A bodyless request is sent again if the upstream refuses it unprocessed, as
+            // nginx does to the streams in flight when it ends a connection after its
+            // `keepalive_requests` (1,000 by default). One with a body is not: the body is
+            // streamed, not kept.
+            let again = body.is_end_stream().then(|| h2_client::head_copy(&parts));
+            let mut req = http::Request::from_parts(parts, body);
             let mut setup = None;
-            let conn = match self.pool.h2_open() {
-                Some(conn) => conn,
-                None => Box::pin(self.pool.connect_h2_timed(&mut setup)).await?,
-            };
-            let ready = match conn.ready().await {
-                Ok(ready) => ready,
-                // Closed or going away, with nothing sent: once more on a new connection.
-                Err(error) => {
-                    tracing::debug!(%error, "upstream HTTP/2 connection refused a stream");
-                    let conn = Box::pin(self.pool.connect_h2_timed(&mut setup)).await?;
-                    conn.ready().await?
+            let mut sends = 0;
+            let mut rsp = loop {
+                sends += 1;
+                // Connecting is boxed so that the per-request future stays small: it is
+                // moved and allocated on every request, a connection is made rarely.
+                let conn = match self.pool.h2_open() {
+                    Some(conn) => conn,
+                    None => Box::pin(self.pool.connect_h2_timed(&mut setup)).await?,
+                };
+                let ready = match conn.ready().await {
+                    Ok(ready) => ready,
+                    // Closed or going away, with nothing sent: once more on a new connection.
+                    Err(error) => {
+                        tracing::debug!(%error, "upstream HTTP/2 connection refused a stream");
+                        let conn = Box::pin(self.pool.connect_h2_timed(&mut setup)).await?;
+                        conn.ready().await?
+                    }
+                };
+                match h2_client::send(ready, req).await {
+                    Ok(rsp) => break rsp.map(ProxyBody::Recv),
+                    Err(error) if h2_client::unprocessed(&error) => match &again {
+                        Some(head) if sends < MAX_SENDS_REFUSED => {
+                            tracing::debug!(%error, "upstream refused a request; sending it again");
+                            req = head.clone().map(|()| ProxyBody::empty());
+                        }
+                        _ => return Err(h2_client::Refused(error).into()),
+                    },
+                    Err(error) => return Err(error.into()),
                 }
             };
-            let mut rsp = h2_client::send(ready, req).await?.map(ProxyBody::Recv);
             if let Some(setup) = setup {
                 rsp.extensions_mut().insert(NewConnection(setup));
             }

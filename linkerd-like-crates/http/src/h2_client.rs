@@ -83,7 +83,7 @@ impl H2Connection {
 pub(crate) async fn send(
     mut send: SendRequest<Bytes>,
     req: http::Request<ProxyBody>,
-) -> Result<http::Response<RecvBody>, Error> {
+) -> Result<http::Response<RecvBody>, h2::Error> {
     let (parts, body) = req.into_parts();
     let eos = body.is_end_stream();
     let (response, stream) = send.send_request(http::Request::from_parts(parts, ()), eos)?;
@@ -98,3 +98,28 @@ pub(crate) async fn send(
     let body = RecvBody::response(recv, &parts.headers);
     Ok(http::Response::from_parts(parts, body))
 }
+
+/// Whether the upstream refused the stream unprocessed: it was past the last stream of the
+/// upstream's GOAWAY, or reset with REFUSED_STREAM (RFC 9113, section 8.7). Such a request
+/// may be sent again whatever its method. `h2` gives a remote GOAWAY's error only to those
+/// streams (and to streams opened after it); the streams it let finish end otherwise.
+pub(crate) fn unprocessed(error: &h2::Error) -> bool {
+    error.is_remote() && (error.is_go_away() || error.reason() == Some(h2::Reason::REFUSED_STREAM))
+}
+
+/// A copy of a bodyless request's head, to send it again should it be refused. Extensions
+/// are not copied: `h2` reads none but extended CONNECT's, and CONNECT does not come here.
+pub(crate) fn head_copy(parts: &http::request::Parts) -> http::Request<()> {
+    let mut head = http::Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.version_mut() = parts.version;
+    *head.headers_mut() = parts.headers.clone();
+    head
+}
+
+/// A request the upstream refused unprocessed, not sent again: it had a body, which the
+/// proxy streams rather than keeps, or it was refused on every try.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream refused the request unprocessed ({0}); it is safe to retry")]
+pub struct Refused(#[source] pub(crate) h2::Error);

@@ -27,7 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 mod netns;
+mod nginx;
 pub use self::netns::{assert_none_in_clear, in_own_netns, iptables, is_root, wiretap};
+pub use self::nginx::Nginx;
 
 /// How long any one step of a test may take.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
