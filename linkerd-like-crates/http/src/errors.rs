@@ -10,7 +10,12 @@
 //! | connect timed out, response timed out | 504 | DEADLINE_EXCEEDED (4) |
 //! | connect refused or failed, upstream reset or closed | 502 | UNAVAILABLE (14) |
 //! | an [`ErrorStatus`] raised by a stack (bad request, no route...) | its own | by status |
+//!
+//! A request the upstream refused unprocessed ([`Refused`]) gets the 502 too, marked
+//! [`RefusedStream`]: an HTTP/2 client is told instead with RST_STREAM REFUSED_STREAM, the
+//! signal that lets it send the request again by itself, as gRPC clients do.
 
+use crate::client::Refused;
 use crate::ProxyBody;
 use conduit_error::{cause_ref, Error};
 use conduit_transport::ConnectError;
@@ -39,6 +44,11 @@ impl ErrorStatus {
         }
     }
 }
+
+/// Marks an error response to a request the upstream refused unprocessed (see the module
+/// docs): an HTTP/2 server resets the stream with REFUSED_STREAM rather than send it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusedStream;
 
 /// The upstream did not send response headers in time.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +122,9 @@ pub fn response(error: &Error, grpc: bool) -> http::Response<ProxyBody> {
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     rsp.headers_mut().insert(PROXY_ERROR_HEADER, reason_value);
+    if cause_ref::<Refused>(&**error).is_some() {
+        rsp.extensions_mut().insert(RefusedStream);
+    }
     rsp
 }
 
@@ -154,6 +167,25 @@ mod tests {
         assert_eq!(rsp.headers()["grpc-status"], "4");
         assert!(rsp.headers().contains_key("grpc-message"));
         assert!(rsp.headers().contains_key(PROXY_ERROR_HEADER));
+    }
+
+    #[test]
+    fn refused_requests_are_marked_and_say_they_are_safe_to_retry() {
+        let err: Error = Box::new(Refused(h2::Reason::REFUSED_STREAM.into()));
+        let rsp = response(&err, false);
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(rsp.extensions().get(), Some(&RefusedStream));
+        let reason = rsp.headers()[PROXY_ERROR_HEADER].to_str().unwrap();
+        assert!(
+            reason.contains("refused the request unprocessed"),
+            "{reason}"
+        );
+        assert!(reason.contains("safe to retry"), "{reason}");
+        let other: Error = Box::new(ResponseTimeout(Duration::from_secs(1)));
+        assert_eq!(
+            response(&other, false).extensions().get::<RefusedStream>(),
+            None
+        );
     }
 
     #[test]

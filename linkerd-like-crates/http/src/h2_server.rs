@@ -13,8 +13,11 @@
 //! stream limits; connection-specific headers stripped from responses; `content-length`
 //! set from a body's exact size; a client's RST_STREAM cancels its request (the service's
 //! future is dropped); a failed service resets the stream; `CONNECT` answered with 2xx
-//! turns the stream into a tunnel (see `upgrade`).
+//! turns the stream into a tunnel (see `upgrade`). A response marked
+//! [`RefusedStream`] (the upstream refused the request unprocessed) resets the stream with
+//! REFUSED_STREAM, so that the client may send it again.
 
+use crate::errors::RefusedStream;
 use crate::h2_body::{pipe, RecvBody, Tunnel};
 use crate::headers::strip_hop_by_hop;
 use crate::server::{call, HttpService, ResponseBody, ServerConfig};
@@ -135,6 +138,10 @@ where
             }
         };
         let (mut head, body) = rsp.into_parts();
+        if head.extensions.get::<RefusedStream>().is_some() {
+            respond.send_reset(Reason::REFUSED_STREAM);
+            return;
+        }
         strip_hop_by_hop(&mut head.headers, false);
         if let Some((fill, recv)) = tunnel {
             if head.status.is_success() {
