@@ -9,8 +9,6 @@ use hyper::body::Incoming;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-const PROXY_ERROR: &str = "conduit-proxy-error";
-
 /// nginx ends each HTTP/2 connection after `keepalive_requests` requests (1,000 by default)
 /// with one GOAWAY whose last stream is the last it took: the streams a client had opened
 /// past it, in flight as the GOAWAY crossed them, were never processed.
