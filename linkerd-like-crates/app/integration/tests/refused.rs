@@ -1,5 +1,6 @@
-//! Requests an upstream refuses unprocessed are sent again, not failed: HTTP/2 says such a
-//! request is safe to retry whatever its method (RFC 9113, section 8.7).
+//! Requests an upstream refuses unprocessed are sent again, or refused to the client in turn,
+//! never failed as if they might have been processed: HTTP/2 says such a request is safe to
+//! retry whatever its method (RFC 9113, section 8.7).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
