@@ -31,9 +31,11 @@ profdata="$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata"
 cargo build --release -p conduit-controller -p conduit -p conduit-bench-tls >&2
 
 # target.<triple>.rustflags are added to .cargo/config.toml's (static linking), where
-# RUSTFLAGS would replace them.
-profiles=$(mktemp -d)
-trap 'rm -rf "$profiles"' EXIT
+# RUSTFLAGS would replace them. The profiles' directory is always the same one, since it is
+# part of those flags: a new one each time would rebuild every crate.
+profiles="$PWD/target/pgo-generate/profiles"
+rm -rf "$profiles"
+mkdir -p "$profiles"
 cargo build --release -p conduit-proxy --target-dir target/pgo-generate \
     --config "target.$host.rustflags=['-Cprofile-generate=$profiles']" >&2
 LLVM_PROFILE_FILE="$profiles/conduit-proxy-%p-%m.profraw" python3 benches/proxy_bench.py --train \
