@@ -44,10 +44,14 @@ pub struct QueueConfig {
 }
 
 impl Default for QueueConfig {
+    /// 1,024 waiting requests, Envoy's default bound on pending requests: room for the burst
+    /// a pool of clients opens at start-up (four HTTP/2 connections of 128 streams each),
+    /// which meets a service the controller has not answered for yet. A waiting request
+    /// holds its future and head, a few KiB, so the bound also caps that memory.
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(3),
-            capacity: 100,
+            capacity: 1024,
         }
     }
 }
@@ -423,6 +427,26 @@ mod tests {
         );
         assert_eq!(started.elapsed(), Duration::ZERO);
         assert!(first.await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_start_up_burst_waits_for_the_controller_rather_than_failing() {
+        // Four HTTP/2 connections of 128 streams each, all sent before the controller's
+        // first answer: as h2load 4x32 found against a cold meshed pair, where a queue of
+        // 100 turned the rest of the first burst into 503s.
+        let (b, tx) = balancer(Resolution::Pending, QueueConfig::default().capacity);
+        let burst: Vec<_> = (0..512)
+            .map(|_| {
+                let b = b.clone();
+                tokio::spawn(async move { b.choose().await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        tx.send(known(&["10.0.0.4:80"])).unwrap();
+        for waiting in burst {
+            let choice = waiting.await.unwrap();
+            assert!(matches!(choice, Ok(Choice::Endpoint(_))), "{choice:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

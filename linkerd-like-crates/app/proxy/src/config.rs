@@ -163,7 +163,7 @@ impl Config {
                 timeout: env.duration("CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT", "3s")?,
                 capacity: env.parse(
                     "CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY",
-                    "100",
+                    &defaults.queue.capacity.to_string(),
                     "a positive request count",
                 )?,
             },

@@ -34,7 +34,7 @@
 //! | `CONDUIT_PROXY_DESTINATION_SVC_ADDR` | unset | the controller's gRPC API (`host:port`); unset runs standalone: original destinations and DNS |
 //! | `CONDUIT_PROXY_DESTINATION_CONTEXT` | empty | who this proxy is to the controller (for example `ns:demo`) |
 //! | `CONDUIT_PROXY_BALANCER_QUEUE_TIMEOUT` | `3s` | how long a request waits for a service with no endpoints (then 503) |
-//! | `CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY` | `100` | requests that may wait per service; more get 503 at once |
+//! | `CONDUIT_PROXY_BALANCER_QUEUE_CAPACITY` | `1024` | requests that may wait per service; more get 503 at once |
 //! | `CONDUIT_PROXY_IDENTITY_LOCAL_NAME` | unset | this proxy's identity (`<sa>.<ns>.serviceaccount.identity.<control-ns>.<trust-domain>`); set, it turns mTLS on |
 //! | `CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS` | required with an identity | PEM text of the mesh's trust anchors |
 //! | `CONDUIT_PROXY_IDENTITY_TOKEN_FILE` | `/var/run/secrets/tokens/conduit-identity-token` | the token proving the identity, re-read at each renewal |
