@@ -230,6 +230,11 @@ def load_h2load(port, conns, streams, tmp, duration, post_bytes=0, requests=None
         if line.startswith("requests:"):
             parts = line.replace(",", "").split()
             failed = int(parts[parts.index("failed") - 1])
+    if failed:
+        # What failed: non-2xx statuses, errored streams, or streams cut off at the end.
+        print("    h2load: " + " / ".join(l.strip() for l in out.splitlines()
+                                         if l.startswith(("requests:", "status codes:"))),
+              file=sys.stderr, flush=True)
     lat = []
     with open(log) as f:
         for line in f:
@@ -382,6 +387,10 @@ backend up_h1
 backend up_h2
   server s1 127.0.0.1:{UP_H2} proto h2
 """)
+    haproxy_chain_cfg = os.path.join(tmp, "haproxy-chain.cfg")
+    with open(haproxy_cfg) as f, open(haproxy_chain_cfg, "w") as g:
+        g.write(f.read().replace("19280", "19290").replace("19281", "19291")
+                .replace(f":{UP_H1}", ":19280").replace(f":{UP_H2}", ":19281"))
 
     conduit_env = lambda port, up, admin: dict(
         env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{port}",
@@ -472,8 +481,12 @@ backend up_h2
         if training:
             train(subjects, tmp, bin_dir, identity_dir)
             return
-        subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281},
-                                [Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])]))
+        haproxy = Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])
+        subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281}, [haproxy]))
+        # The meshed pair's yardstick in its own topology: two haproxy hops on the proxy core,
+        # the first forwarding to the one above (HTTP/2 between them for HTTP/2, no TLS).
+        subjects.append(Subject("haproxy, two hops", {"h1": 19290, "h2": 19291}, [
+            Instance(["haproxy", "-f", haproxy_chain_cfg], [19290, 19291]), haproxy]))
         subjects.append(Subject("nginx", {"h1": 19380, "h2": 19381},
                                 [Instance(nginx_conf(tmp, "proxy", nginx_proxy_body), [19380, 19381])]))
         time.sleep(0.5)
@@ -592,8 +605,9 @@ backend up_h2
     for line in tap_layer:
         print("  " + line[len("BENCH "):])
     print()
-    print("The meshed pair is two conduit-proxy processes per protocol on the proxy core: its CPU")
-    print("is their sum, its RSS the largest one's. mTLS handshakes against the server-side proxy:")
+    print("The meshed pair is two conduit-proxy processes per protocol on the proxy core, and")
+    print("\"haproxy, two hops\" two haproxy processes: CPU is their sum, RSS the largest one's.")
+    print("mTLS handshakes against the server-side proxy:")
     for line in handshake_lines:
         print("  " + line[len("BENCH "):])
 
