@@ -317,6 +317,35 @@ def train(subjects, tmp, bin_dir, identity_dir):
     print("  train " + handshakes(bin_dir, identity_dir, TRAIN_DURATION, 4), file=sys.stderr)
 
 
+def haproxy_conf(tmp, name, listen, upstream):
+    """A haproxy configuration file: one thread, HTTP/1 on listen[0] to upstream[0], HTTP/2
+    on listen[1] to upstream[1] (HTTP/2 to it as well)."""
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(f"""
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend h1
+  bind 127.0.0.1:{listen[0]}
+  default_backend up_h1
+frontend h2
+  bind 127.0.0.1:{listen[1]} proto h2
+  default_backend up_h2
+backend up_h1
+  server s1 127.0.0.1:{upstream[0]}
+backend up_h2
+  server s1 127.0.0.1:{upstream[1]} proto h2
+""")
+    return path
+
+
 def nginx_conf(tmp, name, body):
     path = os.path.join(tmp, name)
     os.makedirs(os.path.join(path, "logs"), exist_ok=True)
@@ -366,33 +395,9 @@ def main():
     wait_port(UP_H2)
 
     env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1")
-    haproxy_cfg = os.path.join(tmp, "haproxy.cfg")
-    with open(haproxy_cfg, "w") as f:
-        f.write(f"""
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend h1
-  bind 127.0.0.1:19280
-  default_backend up_h1
-frontend h2
-  bind 127.0.0.1:19281 proto h2
-  default_backend up_h2
-backend up_h1
-  server s1 127.0.0.1:{UP_H1}
-backend up_h2
-  server s1 127.0.0.1:{UP_H2} proto h2
-""")
-    haproxy_chain_cfg = os.path.join(tmp, "haproxy-chain.cfg")
-    with open(haproxy_cfg) as f, open(haproxy_chain_cfg, "w") as g:
-        g.write(f.read().replace("19280", "19290").replace("19281", "19291")
-                .replace(f":{UP_H1}", ":19280").replace(f":{UP_H2}", ":19281"))
+    # The two-hop chain's first hop forwards to the single hop.
+    haproxy_cfg = haproxy_conf(tmp, "haproxy.cfg", (19280, 19281), (UP_H1, UP_H2))
+    haproxy_chain_cfg = haproxy_conf(tmp, "haproxy-chain.cfg", (19290, 19291), (19280, 19281))
 
     conduit_env = lambda port, up, admin: dict(
         env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{port}",
