@@ -31,9 +31,11 @@ use conduit_error::Error;
 use conduit_io::{Batched, Coalesced, Io};
 use conduit_stack::NewService;
 use conduit_tls::{ClientTls, Name};
+use futures::future::Either;
 use http_body::Body;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -400,11 +402,15 @@ impl Client {
     }
 
     /// Sends a request; HTTP/1.1 requests use (and refill) the caller's `slot`.
-    pub async fn send(
-        &self,
-        slot: &Slot,
+    ///
+    /// The future owns what it needs, and each protocol's path is a future of its own: a
+    /// request's future is moved and allocated on every request, so it should hold each
+    /// thing once and no more than its own path needs.
+    pub fn send(
+        self,
+        slot: Arc<Slot>,
         req: http::Request<ProxyBody>,
-    ) -> Result<http::Response<ProxyBody>, Error> {
+    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static {
         // A meshed endpoint gets HTTP/1 requests as HTTP/2 (`forward` marks them so).
         let h2 = match self.pool.endpoint.http {
             Http::H2 => true,
@@ -412,37 +418,53 @@ impl Client {
                 self.pool.endpoint.tls.is_some() && req.version() == http::Version::HTTP_2
             }
         };
-        if h2 {
-            if req.method() == http::Method::CONNECT {
-                return Box::pin(self.pool.tunnel_h2(req)).await;
-            }
-            let (parts, body) = req.into_parts();
-            // A bodyless request is sent again if the upstream refuses it unprocessed, as
-            // nginx does to the streams in flight when it ends a connection after its
-            // `keepalive_requests` (1,000 by default). One with a body is not: the body is
-            // streamed, not kept.
-            let again = body.is_end_stream().then(|| h2_client::head_copy(&parts));
-            let mut req = http::Request::from_parts(parts, body);
+        match (h2, req.method() == http::Method::CONNECT) {
+            // Boxed: a tunnel is rare, and its connection's handshake is a large future.
+            (true, true) => Either::Left(Either::Left(Box::pin(async move {
+                self.pool.tunnel_h2(req).await
+            }))),
+            (true, false) => Either::Left(Either::Right(self.send_h2(req))),
+            (false, _) => Either::Right(self.send_h1(slot, req)),
+        }
+    }
+
+    fn send_h2(
+        self,
+        req: http::Request<ProxyBody>,
+    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static {
+        // A bodyless request is sent again if the upstream refuses it unprocessed, as nginx
+        // does to the streams in flight when it ends a connection after its
+        // `keepalive_requests` (1,000 by default). One with a body is not: the body is
+        // streamed, not kept.
+        let (parts, body) = req.into_parts();
+        let again = body.is_end_stream().then(|| h2_client::head_copy(&parts));
+        let mut req = http::Request::from_parts(parts, body);
+        async move {
+            let pool = &self.pool;
             let mut setup = None;
             let mut sends = 0;
             let mut rsp = loop {
                 sends += 1;
-                // Connecting is boxed so that the per-request future stays small: it is
-                // moved and allocated on every request, a connection is made rarely.
-                let conn = match self.pool.h2_open() {
+                // Connecting is boxed so that the per-request future stays small: a
+                // connection is made rarely.
+                let conn = match pool.h2_open() {
                     Some(conn) => conn,
-                    None => Box::pin(self.pool.connect_h2_timed(&mut setup)).await?,
+                    None => Box::pin(pool.connect_h2_timed(&mut setup)).await?,
                 };
                 let ready = match conn.ready().await {
                     Ok(ready) => ready,
                     // Closed or going away, with nothing sent: once more on a new connection.
                     Err(error) => {
                         tracing::debug!(%error, "upstream HTTP/2 connection refused a stream");
-                        let conn = Box::pin(self.pool.connect_h2_timed(&mut setup)).await?;
+                        let conn = Box::pin(pool.connect_h2_timed(&mut setup)).await?;
                         conn.ready().await?
                     }
                 };
-                match h2_client::send(ready, req).await {
+                let sent = match h2_client::send(ready, req) {
+                    Ok(response) => response.await,
+                    Err(error) => Err(error),
+                };
+                match sent {
                     Ok(rsp) => break rsp.map(ProxyBody::Recv),
                     Err(error) if h2_client::unprocessed(&error) => match &again {
                         Some(head) if sends < MAX_SENDS_REFUSED => {
@@ -458,33 +480,40 @@ impl Client {
                 rsp.extensions_mut().insert(NewConnection(setup));
             }
             Ok(rsp)
-        } else {
-            // Inline rather than an `async fn` of its own, which would hold a second copy
-            // of the request in its state: this future is moved on every request.
-            let pool = &self.pool;
-            // A downstream HTTP/1.1 connection sends its next request only once the
-            // previous response has ended, so its upstream connection is done with it
-            // too, or about to be: wait for it rather than racing to open another.
-            let sticky = match slot.take(pool) {
-                Some(mut sender) => sender.ready().await.ok().map(|()| sender),
-                None => None,
-            };
-            let Some(mut reused) = sticky.or_else(|| pool.checkout()) else {
-                // Boxed, as for HTTP/2: a new connection is the rare case.
-                return Box::pin(self.send_fresh(slot, req)).await;
-            };
-            let sent = reused.try_send_request(req);
-            slot.keep(reused, pool);
-            match sent.await {
-                Ok(rsp) => Ok(rsp.map(ProxyBody::Incoming)),
-                Err(mut e) => match e.take_message() {
-                    // The peer closed the idle connection before the request went out:
-                    // nothing was sent, so it is safe to send it on a new connection.
-                    Some(req) => Box::pin(self.send_fresh(slot, req)).await,
-                    None => Err(e.into_error().into()),
-                },
-            }
         }
+    }
+
+    async fn send_h1(
+        self,
+        slot: Arc<Slot>,
+        req: http::Request<ProxyBody>,
+    ) -> Result<http::Response<ProxyBody>, Error> {
+        let pool = &self.pool;
+        // A downstream HTTP/1.1 connection sends its next request only once the
+        // previous response has ended, so its upstream connection is done with it
+        // too, or about to be: wait for it rather than racing to open another.
+        let sticky = match slot.take(pool) {
+            Some(mut sender) => sender.ready().await.ok().map(|()| sender),
+            None => None,
+        };
+        let Some(mut reused) = sticky.or_else(|| pool.checkout()) else {
+            // Boxed, as for HTTP/2: a new connection is the rare case.
+            return Box::pin(self.send_fresh(&slot, req)).await;
+        };
+        let sent = reused.try_send_request(req);
+        slot.keep(reused, pool);
+        // The error is taken apart before the next `await`, so that this future does
+        // not keep room for it (and the request in it) beside everything else.
+        let unsent = match sent.await {
+            Ok(rsp) => return Ok(rsp.map(ProxyBody::Incoming)),
+            Err(mut e) => match e.take_message() {
+                Some(req) => req,
+                None => return Err(e.into_error().into()),
+            },
+        };
+        // The peer closed the idle connection before the request went out: nothing
+        // was sent, so it is safe to send it on a new connection.
+        Box::pin(self.send_fresh(&slot, unsent)).await
     }
 
     async fn send_fresh(
@@ -542,13 +571,13 @@ mod tests {
         (addr, opened, closed)
     }
 
-    async fn get(client: &Client, slot: &Slot) -> String {
+    async fn get(client: &Client, slot: &Arc<Slot>) -> String {
         let req = http::Request::builder()
             .uri("/")
             .header("host", "test")
             .body(ProxyBody::empty())
             .unwrap();
-        let rsp = client.send(slot, req).await.unwrap();
+        let rsp = client.clone().send(slot.clone(), req).await.unwrap();
         let body = rsp.into_body().collect().await.unwrap().to_bytes();
         String::from_utf8(body.to_vec()).unwrap()
     }
@@ -567,7 +596,7 @@ mod tests {
         let idle_timeout = Duration::from_millis(300);
         // The client stays alive throughout: only the idle timeout may close the connection.
         let client = client(addr, idle_timeout);
-        let slot = Slot::new();
+        let slot = Arc::new(Slot::new());
         assert_eq!(get(&client, &slot).await, "ok");
         assert_eq!(get(&client, &slot).await, "ok");
         opened.recv().await.unwrap();
@@ -588,7 +617,7 @@ mod tests {
         );
 
         // The pool works on: the next request opens a new connection.
-        let slot = Slot::new();
+        let slot = Arc::new(Slot::new());
         assert_eq!(get(&client, &slot).await, "ok");
         opened.recv().await.unwrap();
     }
@@ -601,7 +630,7 @@ mod tests {
         for _ in 0..4 {
             // Each downstream connection takes the pooled connection and gives it back, well
             // within the idle timeout even on a loaded machine.
-            let slot = Slot::new();
+            let slot = Arc::new(Slot::new());
             assert_eq!(get(&client, &slot).await, "ok");
             drop(slot);
             tokio::time::sleep(idle_timeout / 10).await;

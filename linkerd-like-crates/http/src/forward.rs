@@ -1,14 +1,18 @@
 //! Forwarding a request to an endpoint as an intermediary.
 
-use crate::client::{Client, Slot};
+use crate::client::{Client, Endpoint, Slot};
 use crate::errors::{ErrorStatus, ResponseTimeout};
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
 use crate::upgrade::{self, OnUpgrade};
 use crate::{Http, ProxyBody};
 use conduit_error::Error;
+use futures::future::Either;
 use http::{Method, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -19,15 +23,17 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// connection in `slot`. Upgrades and `CONNECT` tunnels are spliced once both sides agree;
 /// the splice runs as its own task.
 ///
-/// The future owns what it uses, so a caller can box it as it is: every `async` layer
-/// wrapped around it would copy the request and this future's state again, per request.
-pub async fn forward(
+/// The request is rewritten here, before the future exists, and the future is a named one
+/// that owns the client's future and nothing more: an `async fn` would hold the request
+/// twice (as its argument and as a local) beside the client's future, which holds it once
+/// more, and the whole is moved and allocated on every request.
+pub fn forward(
     client: Client,
     slot: Arc<Slot>,
     mut req: http::Request<ProxyBody>,
-    authority: http::uri::Authority,
+    authority: &http::uri::Authority,
     response_timeout: Option<Duration>,
-) -> Result<http::Response<ProxyBody>, Error> {
+) -> Forward<impl Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static> {
     let is_connect = req.method() == Method::CONNECT;
     let downstream = if is_connect || wants_upgrade(req.headers()) {
         Some(upgrade::on(&mut req))
@@ -35,53 +41,115 @@ pub async fn forward(
         None
     };
     strip_hop_by_hop(req.headers_mut(), downstream.is_some() && !is_connect);
-    if !is_connect {
-        let endpoint = client.endpoint();
-        match endpoint.http {
-            // To another proxy, HTTP/1 travels as HTTP/2, marked to be restored there.
-            Http::Http1 if endpoint.tls.is_some() && downstream.is_none() => {
-                let proto = match req.version() {
-                    http::Version::HTTP_10 => ORIG_PROTO_HTTP10,
-                    _ => ORIG_PROTO_HTTP11,
-                };
-                *req.uri_mut() = absolute_uri(&req, &authority)?;
-                req.headers_mut().remove(http::header::HOST);
-                req.headers_mut()
-                    .insert(ORIG_PROTO, http::HeaderValue::from_static(proto));
-                *req.version_mut() = http::Version::HTTP_2;
-            }
-            Http::Http1 => {
-                restore_orig_proto(&mut req);
-                to_origin_form(&mut req, &authority);
-            }
-            Http::H2 => *req.uri_mut() = absolute_uri(&req, &authority)?,
-        }
-    }
-
-    let call = client.send(&slot, req);
-    let mut rsp = match response_timeout {
-        Some(t) => tokio::time::timeout(t, call)
-            .await
-            .map_err(|_| ResponseTimeout(t))??,
-        None => call.await?,
+    let call = match rewrite_for(
+        client.endpoint(),
+        &mut req,
+        authority,
+        is_connect,
+        &downstream,
+    ) {
+        Ok(()) => Either::Right(client.send(slot, req)),
+        Err(e) => Either::Left(std::future::ready(Err(e.into()))),
     };
-
-    let upgraded = match rsp.status() {
-        StatusCode::SWITCHING_PROTOCOLS => true,
-        s if is_connect => s.is_success(),
-        _ => false,
-    };
-    match downstream {
-        Some(downstream) if upgraded => {
-            let upstream = hyper::upgrade::on(&mut rsp);
-            tokio::spawn(splice_upgrades(downstream, upstream));
-            if !is_connect {
-                strip_hop_by_hop(rsp.headers_mut(), true);
-            }
-        }
-        _ => strip_hop_by_hop(rsp.headers_mut(), false),
+    Forward {
+        call,
+        deadline: response_timeout.map(tokio::time::sleep),
+        response_timeout: response_timeout.unwrap_or_default(),
+        downstream,
+        is_connect,
     }
-    Ok(rsp)
+}
+
+/// Puts a request in the form its endpoint takes (see [`forward`]).
+fn rewrite_for(
+    endpoint: &Endpoint,
+    req: &mut http::Request<ProxyBody>,
+    authority: &http::uri::Authority,
+    is_connect: bool,
+    downstream: &Option<OnUpgrade>,
+) -> Result<(), ErrorStatus> {
+    if is_connect {
+        return Ok(());
+    }
+    match endpoint.http {
+        // To another proxy, HTTP/1 travels as HTTP/2, marked to be restored there.
+        Http::Http1 if endpoint.tls.is_some() && downstream.is_none() => {
+            let proto = match req.version() {
+                http::Version::HTTP_10 => ORIG_PROTO_HTTP10,
+                _ => ORIG_PROTO_HTTP11,
+            };
+            *req.uri_mut() = absolute_uri(req, authority)?;
+            req.headers_mut().remove(http::header::HOST);
+            req.headers_mut()
+                .insert(ORIG_PROTO, http::HeaderValue::from_static(proto));
+            *req.version_mut() = http::Version::HTTP_2;
+        }
+        Http::Http1 => {
+            restore_orig_proto(req);
+            to_origin_form(req, authority);
+        }
+        Http::H2 => *req.uri_mut() = absolute_uri(req, authority)?,
+    }
+    Ok(())
+}
+
+/// The future of [`forward`]: the client's response, under the response timeout, with its
+/// upgrade (if any) spliced to the downstream one.
+#[pin_project::pin_project]
+pub struct Forward<F> {
+    #[pin]
+    call: Either<std::future::Ready<Result<http::Response<ProxyBody>, Error>>, F>,
+    #[pin]
+    deadline: Option<tokio::time::Sleep>,
+    response_timeout: Duration,
+    downstream: Option<OnUpgrade>,
+    is_connect: bool,
+}
+
+impl<F> std::fmt::Debug for Forward<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forward")
+            .field("response_timeout", &self.response_timeout)
+            .field("is_connect", &self.is_connect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> Future for Forward<F>
+where
+    F: Future<Output = Result<http::Response<ProxyBody>, Error>>,
+{
+    type Output = Result<http::Response<ProxyBody>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = match this.call.poll(cx) {
+            Poll::Ready(rsp) => rsp?,
+            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
+                Some(Poll::Ready(())) => {
+                    return Poll::Ready(Err(ResponseTimeout(*this.response_timeout).into()))
+                }
+                _ => return Poll::Pending,
+            },
+        };
+        let is_connect = *this.is_connect;
+        let upgraded = match rsp.status() {
+            StatusCode::SWITCHING_PROTOCOLS => true,
+            s if is_connect => s.is_success(),
+            _ => false,
+        };
+        match this.downstream.take() {
+            Some(downstream) if upgraded => {
+                let upstream = hyper::upgrade::on(&mut rsp);
+                tokio::spawn(splice_upgrades(downstream, upstream));
+                if !is_connect {
+                    strip_hop_by_hop(rsp.headers_mut(), true);
+                }
+            }
+            _ => strip_hop_by_hop(rsp.headers_mut(), false),
+        }
+        Poll::Ready(Ok(rsp))
+    }
 }
 
 /// Marks an HTTP/1 request carried as HTTP/2 between proxies; its value is the original

@@ -19,7 +19,7 @@ use conduit_error::Error;
 use conduit_io::{Batched, Io};
 use h2::client::SendRequest;
 use http_body::Body;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -67,23 +67,28 @@ impl H2Connection {
     /// A handle ready to open a stream, or the error that says this connection will take
     /// no more (closed, or going away): nothing has been sent on it, so the caller may use
     /// another connection.
-    pub(crate) async fn ready(&self) -> Result<SendRequest<Bytes>, h2::Error> {
-        let mut send = self.send.clone();
+    pub(crate) async fn ready(self) -> Result<SendRequest<Bytes>, h2::Error> {
+        let Self { mut send, closed } = self;
         match poll_fn(|cx| send.poll_ready(cx)).await {
             Ok(()) => Ok(send),
             Err(e) => {
-                self.closed.store(true, Ordering::Release);
+                closed.store(true, Ordering::Release);
                 Err(e)
             }
         }
     }
 }
 
-/// Sends `req` (its URI absolute) on a handle from [`H2Connection::ready`].
-pub(crate) async fn send(
+/// Opens a stream for `req` (its URI absolute) on a handle from [`H2Connection::ready`];
+/// the future is its response.
+///
+/// The stream is opened here rather than in the future, so that the future holds the small
+/// response handle instead of the request: a request's future is moved and allocated on every
+/// request, and each byte it holds is copied each time.
+pub(crate) fn send(
     mut send: SendRequest<Bytes>,
     req: http::Request<ProxyBody>,
-) -> Result<http::Response<RecvBody>, h2::Error> {
+) -> Result<impl Future<Output = Result<http::Response<RecvBody>, h2::Error>> + Send, h2::Error> {
     let (parts, body) = req.into_parts();
     let eos = body.is_end_stream();
     let (response, stream) = send.send_request(http::Request::from_parts(parts, ()), eos)?;
@@ -94,9 +99,11 @@ pub(crate) async fn send(
             }
         });
     }
-    let (parts, recv) = response.await?.into_parts();
-    let body = RecvBody::response(recv, &parts.headers);
-    Ok(http::Response::from_parts(parts, body))
+    Ok(async move {
+        let (parts, recv) = response.await?.into_parts();
+        let body = RecvBody::response(recv, &parts.headers);
+        Ok(http::Response::from_parts(parts, body))
+    })
 }
 
 /// Whether the upstream refused the stream unprocessed: it was past the last stream of the

@@ -1,13 +1,16 @@
+mod futures;
+
+use self::futures::{Respond, RouteInfo, ToPicked};
 use crate::authorize::Authz;
 use crate::balancer::{Backend, Balancer, Choice, Discover};
 use crate::resolve::Resolve;
 use crate::Config;
+use ::futures::future::Either;
 use conduit_addr::Addr;
 use conduit_balance::Picked;
 use conduit_error::Error;
-use conduit_http::client::{Client, Endpoint, NewClient, NewConnection, Slot};
-use conduit_http::{errors, forward, ErrorStatus, Http, ProxyBody, ResponseTimeout};
-use conduit_metrics::{ResponseClass, RouteLabel, ServerIdLabel};
+use conduit_http::client::{Client, Endpoint, NewClient, Slot};
+use conduit_http::{errors, forward, ErrorStatus, Http, ProxyBody};
 use conduit_stack::{NewCache, NewService};
 use http::uri::Authority;
 use http::{Method, StatusCode};
@@ -176,7 +179,7 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
                         client.clone(),
                         shared.slot.clone(),
                         req,
-                        shared.fallback.clone(),
+                        &shared.fallback,
                         shared.response_timeout,
                     ),
                     grpc,
@@ -213,161 +216,45 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
     }
 }
 
-/// The profile route a request matched: its name labels the response's metrics, and its
-/// timeout bounds the whole wait for response headers (queueing for endpoints included).
-#[derive(Debug, Default)]
-struct RouteInfo {
-    route: Option<Arc<conduit_route::Route>>,
-    timeout: Option<Duration>,
-}
-
-impl RouteInfo {
-    fn of<B>(balancer: &Balancer, req: &http::Request<B>) -> Self {
-        let routes = balancer.routes();
-        match routes.find(req) {
-            Some(route) => RouteInfo {
-                timeout: route.timeout(),
-                route: Some(route.clone()),
-            },
-            None => RouteInfo::default(),
-        }
-    }
-
-    /// Runs `handle` under the route's timeout and labels its response, error or not.
-    fn apply<F>(self, grpc: bool, handle: F) -> Routed<F> {
-        Routed {
-            handle,
-            deadline: self.timeout.map(tokio::time::sleep),
-            timeout: self.timeout.unwrap_or_default(),
-            route: self.route,
-            grpc,
-        }
-    }
-}
-
-/// A request's future under its route. A named future rather than an `async fn`: that would
-/// hold `handle` twice, as its argument and as the future it awaits, and double the size of
-/// every balanced request's allocation.
-#[pin_project::pin_project]
-struct Routed<F> {
-    #[pin]
-    handle: F,
-    #[pin]
-    deadline: Option<tokio::time::Sleep>,
-    timeout: Duration,
-    route: Option<Arc<conduit_route::Route>>,
-    grpc: bool,
-}
-
-impl<F> Future for Routed<F>
-where
-    F: Future<Output = Result<http::Response<ProxyBody>, Error>>,
-{
-    type Output = Result<http::Response<ProxyBody>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = match this.handle.poll(cx) {
-            Poll::Ready(result) => result,
-            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
-                Some(Poll::Ready(())) => Err(ResponseTimeout(*this.timeout).into()),
-                _ => return Poll::Pending,
-            },
-        };
-        let Some(route) = this.route.take() else {
-            return Poll::Ready(result);
-        };
-        let mut rsp = result.unwrap_or_else(|e| errors::response(&e, *this.grpc));
-        if let Some(failure) = route.is_failure(rsp.status()) {
-            rsp.extensions_mut().insert(ResponseClass { failure });
-        }
-        rsp.extensions_mut()
-            .insert(RouteLabel(route.name().clone()));
-        Poll::Ready(Ok(rsp))
-    }
-}
-
-/// A request's future whose failure becomes an error response.
-#[pin_project::pin_project]
-struct Respond<F> {
-    #[pin]
-    handle: F,
-    grpc: bool,
-}
-
-impl<F> Future for Respond<F>
-where
-    F: Future<Output = Result<http::Response<ProxyBody>, Error>>,
-{
-    type Output = Result<http::Response<ProxyBody>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let rsp = std::task::ready!(this.handle.poll(cx));
-        Poll::Ready(Ok(rsp.unwrap_or_else(|e| errors::response(&e, *this.grpc))))
-    }
-}
-
 impl Shared {
     /// Sends a request where the balancer chose, or to `fallback`.
-    async fn send(
+    fn send(
         &self,
         choice: Choice,
         fallback: Client,
         req: http::Request<ProxyBody>,
-    ) -> Result<http::Response<ProxyBody>, Error> {
+    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static {
         match choice {
-            Choice::Endpoint(picked) => self.to_picked(picked, req, self.fallback.clone()).await,
-            Choice::Fallback => {
-                forward::forward(
-                    fallback,
-                    self.slot.clone(),
-                    req,
-                    self.fallback.clone(),
-                    self.response_timeout,
-                )
-                .await
-            }
+            Choice::Endpoint(picked) => Either::Left(self.to_picked(picked, req, &self.fallback)),
+            Choice::Fallback => Either::Right(forward::forward(
+                fallback,
+                self.slot.clone(),
+                req,
+                &self.fallback,
+                self.response_timeout,
+            )),
         }
     }
 
     /// Sends a request to the endpoint the balancer picked, and reports its latency back.
-    async fn to_picked(
+    fn to_picked(
         &self,
-        mut picked: Picked<SocketAddr, Backend>,
+        picked: Picked<SocketAddr, Backend>,
         req: http::Request<ProxyBody>,
-        authority: Authority,
-    ) -> Result<http::Response<ProxyBody>, Error> {
+        authority: &Authority,
+    ) -> ToPicked<impl Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static>
+    {
         let Backend { client, labels, .. } = picked.endpoint().clone();
         let server_id = client.endpoint().tls.clone();
         let endpoint = client.endpoint().addr;
-        let rsp = forward::forward(
+        let forward = forward::forward(
             client,
             self.slot.clone(),
             req,
             authority,
             self.response_timeout,
-        )
-        .await;
-        // Time spent opening a connection says nothing of the endpoint's latency: counted, a
-        // TLS handshake would make a fresh endpoint look slow for a whole decay period.
-        let setup = rsp
-            .as_ref()
-            .ok()
-            .and_then(|r| r.extensions().get::<NewConnection>())
-            .map_or(Duration::ZERO, |c| c.0);
-        picked.observe_excluding(setup);
-        let mut rsp = rsp?;
-        if let Some(id) = server_id {
-            rsp.extensions_mut()
-                .insert(ServerIdLabel(Arc::from(id.as_str())));
-        }
-        if let Some(labels) = labels {
-            rsp.extensions_mut().insert(labels);
-        }
-        rsp.extensions_mut()
-            .insert(conduit_tap::EndpointAddr(endpoint));
-        Ok(rsp)
+        );
+        ToPicked::new(forward, picked, labels, server_id, endpoint)
     }
 
     /// An explicit-mode request through the controller.
@@ -389,7 +276,7 @@ impl Shared {
         route
             .apply(grpc, async move {
                 match balancer.choose().await? {
-                    Choice::Endpoint(picked) => self.to_picked(picked, req, authority).await,
+                    Choice::Endpoint(picked) => self.to_picked(picked, req, &authority).await,
                     Choice::Fallback => self.explicit(resolve, req).await,
                 }
             })
@@ -438,7 +325,7 @@ impl Shared {
             client,
             self.slot.clone(),
             req,
-            authority,
+            &authority,
             self.response_timeout,
         )
         .await
