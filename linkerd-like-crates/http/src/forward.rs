@@ -1,10 +1,10 @@
 //! Forwarding a request to an endpoint as an intermediary.
 
 use crate::client::{Client, Endpoint, Slot};
-use crate::errors::{ErrorStatus, ResponseTimeout};
+use crate::errors::ErrorStatus;
 use crate::headers::{strip_hop_by_hop, wants_upgrade};
 use crate::upgrade::{self, OnUpgrade};
-use crate::{Http, ProxyBody};
+use crate::{Deadline, Http, ProxyBody};
 use conduit_error::Error;
 use futures::future::Either;
 use http::{Method, StatusCode, Uri};
@@ -46,15 +46,13 @@ pub fn forward(
         &mut req,
         authority,
         is_connect,
-        &downstream,
+        downstream.is_some(),
     ) {
         Ok(()) => Either::Right(client.send(slot, req)),
         Err(e) => Either::Left(std::future::ready(Err(e.into()))),
     };
     Forward {
-        call,
-        deadline: response_timeout.map(tokio::time::sleep),
-        response_timeout: response_timeout.unwrap_or_default(),
+        call: Deadline::new(call, response_timeout),
         downstream,
         is_connect,
     }
@@ -66,14 +64,14 @@ fn rewrite_for(
     req: &mut http::Request<ProxyBody>,
     authority: &http::uri::Authority,
     is_connect: bool,
-    downstream: &Option<OnUpgrade>,
+    upgrading: bool,
 ) -> Result<(), ErrorStatus> {
     if is_connect {
         return Ok(());
     }
     match endpoint.http {
         // To another proxy, HTTP/1 travels as HTTP/2, marked to be restored there.
-        Http::Http1 if endpoint.tls.is_some() && downstream.is_none() => {
+        Http::Http1 if endpoint.tls.is_some() && !upgrading => {
             let proto = match req.version() {
                 http::Version::HTTP_10 => ORIG_PROTO_HTTP10,
                 _ => ORIG_PROTO_HTTP11,
@@ -93,15 +91,15 @@ fn rewrite_for(
     Ok(())
 }
 
+/// A request that failed before it was sent (its URI could not be made absolute).
+type Failed = std::future::Ready<Result<http::Response<ProxyBody>, Error>>;
+
 /// The future of [`forward`]: the client's response, under the response timeout, with its
 /// upgrade (if any) spliced to the downstream one.
 #[pin_project::pin_project]
 pub struct Forward<F> {
     #[pin]
-    call: Either<std::future::Ready<Result<http::Response<ProxyBody>, Error>>, F>,
-    #[pin]
-    deadline: Option<tokio::time::Sleep>,
-    response_timeout: Duration,
+    call: Deadline<Either<Failed, F>>,
     downstream: Option<OnUpgrade>,
     is_connect: bool,
 }
@@ -109,7 +107,6 @@ pub struct Forward<F> {
 impl<F> std::fmt::Debug for Forward<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forward")
-            .field("response_timeout", &self.response_timeout)
             .field("is_connect", &self.is_connect)
             .finish_non_exhaustive()
     }
@@ -123,15 +120,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut rsp = match this.call.poll(cx) {
-            Poll::Ready(rsp) => rsp?,
-            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
-                Some(Poll::Ready(())) => {
-                    return Poll::Ready(Err(ResponseTimeout(*this.response_timeout).into()))
-                }
-                _ => return Poll::Pending,
-            },
-        };
+        let mut rsp = std::task::ready!(this.call.poll(cx))?;
         let is_connect = *this.is_connect;
         let upgraded = match rsp.status() {
             StatusCode::SWITCHING_PROTOCOLS => true,

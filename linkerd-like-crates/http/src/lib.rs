@@ -20,6 +20,7 @@
 
 pub mod body;
 pub mod client;
+mod deadline;
 pub mod errors;
 pub mod forward;
 mod h2_body;
@@ -31,6 +32,7 @@ pub mod server;
 pub mod upgrade;
 
 pub use self::body::ProxyBody;
+pub use self::deadline::Deadline;
 pub use self::errors::{ErrorStatus, ResponseTimeout, PROXY_ERROR_HEADER};
 pub use self::h2_body::RecvBody;
 pub use hyper::body::Incoming;

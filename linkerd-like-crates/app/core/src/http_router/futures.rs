@@ -7,7 +7,7 @@ use crate::balancer::{Backend, Balancer};
 use conduit_balance::Picked;
 use conduit_error::Error;
 use conduit_http::client::NewConnection;
-use conduit_http::{errors, ProxyBody, ResponseTimeout};
+use conduit_http::{errors, Deadline, ProxyBody};
 use conduit_metrics::{DestinationLabels, ResponseClass, RouteLabel, ServerIdLabel};
 use conduit_tls::Name;
 use std::convert::Infallible;
@@ -41,9 +41,7 @@ impl RouteInfo {
     /// Runs `handle` under the route's timeout and labels its response, error or not.
     pub(super) fn apply<F>(self, grpc: bool, handle: F) -> Routed<F> {
         Routed {
-            handle,
-            deadline: self.timeout.map(tokio::time::sleep),
-            timeout: self.timeout.unwrap_or_default(),
+            handle: Deadline::new(handle, self.timeout),
             route: self.route,
             grpc,
         }
@@ -56,10 +54,7 @@ impl RouteInfo {
 #[pin_project::pin_project]
 pub(super) struct Routed<F> {
     #[pin]
-    handle: F,
-    #[pin]
-    deadline: Option<tokio::time::Sleep>,
-    timeout: Duration,
+    handle: Deadline<F>,
     route: Option<Arc<conduit_route::Route>>,
     grpc: bool,
 }
@@ -72,13 +67,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match this.handle.poll(cx) {
-            Poll::Ready(result) => result,
-            Poll::Pending => match this.deadline.as_pin_mut().map(|d| d.poll(cx)) {
-                Some(Poll::Ready(())) => Err(ResponseTimeout(*this.timeout).into()),
-                _ => return Poll::Pending,
-            },
-        };
+        let result = std::task::ready!(this.handle.poll(cx));
         let Some(route) = this.route.take() else {
             return Poll::Ready(result);
         };
