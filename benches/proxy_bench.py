@@ -317,9 +317,18 @@ def train(subjects, tmp, bin_dir, identity_dir):
     print("  train " + handshakes(bin_dir, identity_dir, TRAIN_DURATION, 4), file=sys.stderr)
 
 
-def haproxy_conf(tmp, name, listen, upstream):
+def haproxy_conf(tmp, name, listen, upstream, tls=None, certs=None):
     """A haproxy configuration file: one thread, HTTP/1 on listen[0] to upstream[0], HTTP/2
-    on listen[1] to upstream[1] (HTTP/2 to it as well)."""
+    on listen[1] to upstream[1] (HTTP/2 to it as well). With `tls="accept"` both frontends
+    take only mutual TLS with ALPN h2, as a meshed server-side proxy does; with
+    `tls="connect"` both backends speak HTTP/2 over mutual TLS to them, as a meshed
+    client-side proxy does (its HTTP/1 requests carried as HTTP/2)."""
+    bind, server = {
+        None: ("", ""),
+        "accept": (f" ssl crt {certs}/server.pem ca-file {certs}/ca.crt verify required alpn h2", ""),
+        "connect": ("", f" ssl crt {certs}/client.pem ca-file {certs}/ca.crt verify required"
+                        f" verifyhost server sni str(server) alpn h2"),
+    }[tls]
     path = os.path.join(tmp, name)
     with open(path, "w") as f:
         f.write(f"""
@@ -333,17 +342,38 @@ defaults
   timeout server 60s
   http-reuse always
 frontend h1
-  bind 127.0.0.1:{listen[0]}
+  bind 127.0.0.1:{listen[0]}{bind}
   default_backend up_h1
 frontend h2
-  bind 127.0.0.1:{listen[1]} proto h2
+  bind 127.0.0.1:{listen[1]}{bind or " proto h2"}
   default_backend up_h2
 backend up_h1
-  server s1 127.0.0.1:{upstream[0]}
+  server s1 127.0.0.1:{upstream[0]}{server}
 backend up_h2
-  server s1 127.0.0.1:{upstream[1]} proto h2
+  server s1 127.0.0.1:{upstream[1]}{server or " proto h2"}
 """)
     return path
+
+
+def haproxy_certs(tmp):
+    """A CA and two leaves it signed (ECDSA P-256, as the mesh's), `server` and `client`,
+    for the haproxy chain's mutual-TLS hop; each leaf's PEM holds its key too."""
+    d = os.path.join(tmp, "haproxy-certs")
+    os.makedirs(d)
+    ossl = lambda *args: run(["openssl", *args], cwd=d)
+    ossl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key")
+    ossl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=bench-ca", "-days", "2",
+         "-out", "ca.crt")
+    for leaf in ("server", "client"):
+        ossl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", f"{leaf}.key")
+        ossl("req", "-new", "-key", f"{leaf}.key", "-subj", f"/CN={leaf}", "-out", f"{leaf}.csr")
+        with open(os.path.join(d, f"{leaf}.ext"), "w") as f:
+            f.write(f"subjectAltName=DNS:{leaf}\n")
+        ossl("x509", "-req", "-in", f"{leaf}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", f"{leaf}.ext", "-out", f"{leaf}.crt")
+        with open(os.path.join(d, f"{leaf}.pem"), "w") as f:
+            f.write(open(os.path.join(d, f"{leaf}.crt")).read() + open(os.path.join(d, f"{leaf}.key")).read())
+    return d
 
 
 def nginx_conf(tmp, name, body):
@@ -397,7 +427,6 @@ def main():
     env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1")
     # The two-hop chain's first hop forwards to the single hop.
     haproxy_cfg = haproxy_conf(tmp, "haproxy.cfg", (19280, 19281), (UP_H1, UP_H2))
-    haproxy_chain_cfg = haproxy_conf(tmp, "haproxy-chain.cfg", (19290, 19291), (19280, 19281))
 
     conduit_env = lambda port, up, admin: dict(
         env, CONDUIT_PROXY_INBOUND_LISTEN_ADDR=f"127.0.0.1:{port}",
@@ -491,9 +520,15 @@ def main():
         haproxy = Instance(["haproxy", "-f", haproxy_cfg], [19280, 19281])
         subjects.append(Subject("haproxy", {"h1": 19280, "h2": 19281}, [haproxy]))
         # The meshed pair's yardstick in its own topology: two haproxy hops on the proxy core,
-        # the first forwarding to the one above (HTTP/2 between them for HTTP/2, no TLS).
-        subjects.append(Subject("haproxy, two hops", {"h1": 19290, "h2": 19291}, [
-            Instance(["haproxy", "-f", haproxy_chain_cfg], [19290, 19291]), haproxy]))
+        # mutual TLS 1.3 and HTTP/2 between them, as between the meshed proxies.
+        certs = haproxy_certs(tmp)
+        subjects.append(Subject("haproxy, two hops (mTLS)", {"h1": 19290, "h2": 19291}, [
+            Instance(["haproxy", "-f", haproxy_conf(tmp, "haproxy-chain.cfg", (19290, 19291),
+                                                    (19282, 19283), "connect", certs)],
+                     [19290, 19291]),
+            Instance(["haproxy", "-f", haproxy_conf(tmp, "haproxy-tls.cfg", (19282, 19283),
+                                                    (UP_H1, UP_H2), "accept", certs)],
+                     [19282, 19283])]))
         subjects.append(Subject("nginx", {"h1": 19380, "h2": 19381},
                                 [Instance(nginx_conf(tmp, "proxy", nginx_proxy_body), [19380, 19381])]))
         time.sleep(0.5)
