@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . benches/need-tools.sh
-need_tools nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux
+need_tools nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client taskset:util-linux \
+    openssl:openssl
 command -v oha >/dev/null 2>&1 || cargo install oha --locked
 
 cargo build --release -p conduit-proxy -p conduit-controller -p conduit -p conduit-bench-tls \
