@@ -648,7 +648,7 @@ def main():
         print("  " + line[len("BENCH "):])
     print()
     print("The meshed pair is two conduit-proxy processes per protocol on the proxy core, and")
-    print("\"haproxy, two hops\" two haproxy processes: CPU is their sum, RSS the largest one's.")
+    print("\"haproxy, two hops (mTLS)\" two haproxy processes: CPU is their sum, RSS the largest one's.")
     print("mTLS handshakes against the server-side proxy:")
     for line in handshake_lines:
         print("  " + line[len("BENCH "):])
