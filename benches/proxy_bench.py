@@ -425,7 +425,6 @@ def main():
     wait_port(UP_H2)
 
     env = dict(os.environ, CONDUIT_PROXY_LOG="warn", CONDUIT_PROXY_CORES="1")
-    # The two-hop chain's first hop forwards to the single hop.
     haproxy_cfg = haproxy_conf(tmp, "haproxy.cfg", (19280, 19281), (UP_H1, UP_H2))
 
     conduit_env = lambda port, up, admin: dict(
