@@ -55,6 +55,13 @@ impl Name {
     }
 }
 
+/// The name's text, shared rather than copied: labels and extensions take it per request.
+impl From<Name> for Arc<str> {
+    fn from(name: Name) -> Self {
+        name.0
+    }
+}
+
 impl FromStr for Name {
     type Err = InvalidName;
     fn from_str(s: &str) -> Result<Self, InvalidName> {

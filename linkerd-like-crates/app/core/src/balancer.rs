@@ -271,19 +271,23 @@ impl Balancer {
             .clone()
     }
 
+    /// Chooses where one request goes if that needs no waiting; `None` when the request would
+    /// have to wait for endpoints. Callers decide most requests here, with no future to hold.
+    pub fn choose_now(&self) -> Option<Choice> {
+        match self.refresh() {
+            (Kind::Unknown, _) | (Kind::Pending, true) => Some(Choice::Fallback),
+            (Kind::Known, _) => self.pool.pick().map(Choice::Endpoint),
+            (Kind::Pending, false) => None,
+        }
+    }
+
     /// Chooses where one request goes, waiting (bounded) for endpoints when there are none.
     pub async fn choose(&self) -> Result<Choice, ErrorStatus> {
         let deadline = tokio::time::Instant::now() + self.queue.timeout;
         let mut permit = None;
         loop {
-            match self.refresh() {
-                (Kind::Unknown, _) | (Kind::Pending, true) => return Ok(Choice::Fallback),
-                (Kind::Known, _) => {
-                    if let Some(picked) = self.pool.pick() {
-                        return Ok(Choice::Endpoint(picked));
-                    }
-                }
-                (Kind::Pending, false) => {}
+            if let Some(choice) = self.choose_now() {
+                return Ok(choice);
             }
             if permit.is_none() {
                 permit = Some(self.waiting.try_acquire().map_err(|_| {
@@ -383,6 +387,22 @@ mod tests {
         assert_eq!(*p.key(), "10.0.0.1:80".parse().unwrap());
         tx.send(Resolution::Unknown).unwrap();
         assert!(matches!(b.choose().await.unwrap(), Choice::Fallback));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn choosing_now_answers_only_what_needs_no_waiting() {
+        let (b, tx) = balancer(known(&["10.0.0.1:80"]), 10);
+        let Some(Choice::Endpoint(p)) = b.choose_now() else {
+            panic!("an endpoint")
+        };
+        assert_eq!(*p.key(), "10.0.0.1:80".parse().unwrap());
+        tx.send(known(&[])).unwrap();
+        assert!(
+            b.choose_now().is_none(),
+            "no endpoints: the request must wait"
+        );
+        tx.send(Resolution::Unknown).unwrap();
+        assert!(matches!(b.choose_now(), Some(Choice::Fallback)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -102,7 +102,7 @@ impl Connection {
             policies: None,
             taps: Taps::new(),
             labels: None,
-            identity: tls.as_ref().map(|t| Arc::from(t.server.name().as_str())),
+            identity: tls.as_ref().map(|t| t.server.name().clone().into()),
             tls,
         }
     }
@@ -322,7 +322,7 @@ impl Connection {
                 let handshake = conduit_tls::within(self.config.detect.timeout, server.accept(io));
                 let tls = Box::pin(handshake).await?;
                 let identity = conduit_tls::peer_identity(tls.get_ref().1);
-                let client_id = identity.as_ref().map(|id| Arc::from(id.as_str()));
+                let client_id = identity.clone().map(Arc::from);
                 let transport = conduit_tls::is_transport(tls.get_ref().1);
                 let terminated = Terminated {
                     tls: TlsLabel::Client(client_id),

@@ -22,6 +22,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+/// A request's future, boxed at the stack boundary between the server and the router.
+type BoxResponse =
+    Pin<Box<dyn Future<Output = Result<http::Response<ProxyBody>, Infallible>> + Send>>;
+
 /// Where a connection's requests go.
 #[derive(Clone, Debug)]
 pub enum Route {
@@ -146,7 +150,7 @@ impl HttpRouter {
 impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
     type Response = http::Response<ProxyBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = BoxResponse;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -156,14 +160,11 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
         let grpc = errors::is_grpc(&req);
         let shared = &self.shared;
         if let Err(e) = conduit_http::server::check_head(&req, shared.max_header_bytes) {
-            return Box::pin(std::future::ready(Ok(errors::response(&e.into(), grpc))));
+            return refuse(e.into(), grpc);
         }
         if let Some(Err(denied)) = shared.authz.as_ref().map(Authz::check_request) {
             let refused = ErrorStatus::new(StatusCode::FORBIDDEN, denied.to_string());
-            return Box::pin(std::future::ready(Ok(errors::response(
-                &refused.into(),
-                grpc,
-            ))));
+            return refuse(refused.into(), grpc);
         }
         // The one allocation per request, at the stack boundary between hyper and the
         // router. The fixed-target future is boxed as `forward` returns it, with no `async`
@@ -174,8 +175,8 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
                     Some(h1) if forward::is_orig_proto(&req) => h1,
                     _ => client,
                 };
-                Box::pin(Respond {
-                    handle: forward::forward(
+                respond(
+                    forward::forward(
                         client.clone(),
                         shared.slot.clone(),
                         req,
@@ -183,34 +184,31 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
                         shared.response_timeout,
                     ),
                     grpc,
-                })
+                )
             }
             Target::Authority(resolve) => {
                 let (shared, resolve) = (shared.clone(), resolve.clone());
-                Box::pin(Respond {
-                    handle: async move { shared.explicit(&*resolve, req).await },
-                    grpc,
-                })
+                respond(async move { shared.explicit(&*resolve, req).await }, grpc)
             }
             Target::Balanced { balancer, fallback } => {
+                let route = RouteInfo::of(balancer, &req);
+                // Most requests are decided now, and their future holds no balancer wait.
+                if let Some(choice) = balancer.choose_now() {
+                    let send = shared.send(choice, fallback.clone(), req);
+                    return respond(route.apply(grpc, send), grpc);
+                }
                 let (shared, balancer) = (shared.clone(), balancer.clone());
                 let fallback = fallback.clone();
-                let route = RouteInfo::of(&balancer, &req);
-                Box::pin(Respond {
-                    handle: route.apply(grpc, async move {
+                respond(
+                    route.apply(grpc, async move {
                         let choice = balancer.choose().await?;
                         shared.send(choice, fallback, req).await
                     }),
                     grpc,
-                })
+                )
             }
             Target::DiscoveredAuthority(discover, resolve) => {
-                let (shared, discover) = (shared.clone(), discover.clone());
-                let resolve = resolve.clone();
-                Box::pin(Respond {
-                    handle: async move { shared.discovered(&discover, &*resolve, req, grpc).await },
-                    grpc,
-                })
+                shared.discovered(discover, resolve, req, grpc)
             }
         }
     }
@@ -257,30 +255,52 @@ impl Shared {
         ToPicked::new(forward, picked, labels, server_id, endpoint)
     }
 
-    /// An explicit-mode request through the controller.
-    async fn discovered(
-        &self,
+    /// An explicit-mode request through the controller. Decided here when it can be: a
+    /// meshed client's every request takes this path, and a future that held the balancer
+    /// wait and the name resolution beside the forward would be copied whole on each one.
+    fn discovered(
+        self: &Arc<Self>,
         discover: &Discover,
-        resolve: &dyn Resolve,
+        resolve: &Arc<dyn Resolve>,
         req: http::Request<ProxyBody>,
         grpc: bool,
-    ) -> Result<http::Response<ProxyBody>, Error> {
+    ) -> BoxResponse {
         // CONNECT opens a tunnel to exactly what it names.
         if req.method() == Method::CONNECT {
-            return self.explicit(resolve, req).await;
+            let (shared, resolve) = (self.clone(), resolve.clone());
+            return respond(async move { shared.explicit(&*resolve, req).await }, grpc);
         }
-        let authority = forward::request_authority(&req).ok_or_else(no_authority)?;
+        let (authority, balancer) = match self.discovered_balancer(discover, &req) {
+            Ok(found) => found,
+            Err(e) => return refuse(e.into(), grpc),
+        };
+        let route = RouteInfo::of(&balancer, &req);
+        if let Some(Choice::Endpoint(picked)) = balancer.choose_now() {
+            let send = self.to_picked(picked, req, &authority);
+            return respond(route.apply(grpc, send), grpc);
+        }
+        let (shared, resolve) = (self.clone(), resolve.clone());
+        respond(
+            route.apply(grpc, async move {
+                match balancer.choose().await? {
+                    Choice::Endpoint(picked) => shared.to_picked(picked, req, &authority).await,
+                    Choice::Fallback => shared.explicit(&*resolve, req).await,
+                }
+            }),
+            grpc,
+        )
+    }
+
+    /// The balancer for the authority an explicit-mode request names.
+    fn discovered_balancer<B>(
+        &self,
+        discover: &Discover,
+        req: &http::Request<B>,
+    ) -> Result<(Authority, Arc<Balancer>), ErrorStatus> {
+        let authority = forward::request_authority(req).ok_or_else(no_authority)?;
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
         let balancer = discover.balancer(addr.to_string(), self.http);
-        let route = RouteInfo::of(&balancer, &req);
-        route
-            .apply(grpc, async move {
-                match balancer.choose().await? {
-                    Choice::Endpoint(picked) => self.to_picked(picked, req, &authority).await,
-                    Choice::Fallback => self.explicit(resolve, req).await,
-                }
-            })
-            .await
+        Ok((authority, balancer))
     }
 
     /// An explicit-mode request: it goes to the authority it names.
@@ -330,6 +350,19 @@ impl Shared {
         )
         .await
     }
+}
+
+/// Boxes a request's future, whose failure becomes an error response.
+fn respond<F>(handle: F, grpc: bool) -> BoxResponse
+where
+    F: Future<Output = Result<http::Response<ProxyBody>, Error>> + Send + 'static,
+{
+    Box::pin(Respond { handle, grpc })
+}
+
+/// Answers a request the router refuses before sending it anywhere.
+fn refuse(error: Error, grpc: bool) -> BoxResponse {
+    Box::pin(std::future::ready(Ok(errors::response(&error, grpc))))
 }
 
 fn no_authority() -> ErrorStatus {

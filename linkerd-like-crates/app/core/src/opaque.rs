@@ -111,7 +111,7 @@ impl Connection {
             peer: Peer::Dst,
             target_addr: upstream.endpoint,
             tls: match &upstream.tls {
-                Some(id) => TlsLabel::Server(Arc::from(id.as_str())),
+                Some(id) => TlsLabel::Server(id.clone().into()),
                 None => self.plain(),
             },
         };

@@ -10,7 +10,6 @@ use conduit_stack::drain;
 use conduit_tap::{ClientIdentity, TapServer};
 use conduit_tls::ServerTls;
 use conduit_transport::{Accepted, Listener};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,8 +83,8 @@ where
             return;
         }
     };
-    let identity = conduit_tls::peer_identity(stream.get_ref().1)
-        .map(|id| ClientIdentity(Arc::from(id.as_str())));
+    let identity =
+        conduit_tls::peer_identity(stream.get_ref().1).map(|id| ClientIdentity(id.into()));
     let svc = WithIdentity {
         inner: svc,
         identity,

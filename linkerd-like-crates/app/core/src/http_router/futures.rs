@@ -153,8 +153,7 @@ where
         }
         let mut rsp = rsp?;
         if let Some(id) = this.server_id.take() {
-            rsp.extensions_mut()
-                .insert(ServerIdLabel(Arc::from(id.as_str())));
+            rsp.extensions_mut().insert(ServerIdLabel(id.into()));
         }
         if let Some(labels) = this.labels.take() {
             rsp.extensions_mut().insert(labels);
