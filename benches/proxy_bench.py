@@ -400,6 +400,44 @@ http {{
     return ["nginx", "-p", path, "-c", conf]
 
 
+# The targets, compared round by round: (subject, yardstick, how many of its hops). A pair's
+# yardstick of "twice one haproxy hop" scales the single hop's added latency by two.
+PAIRED = [("conduit-proxy", "haproxy", 1),
+          ("conduit meshed pair (mTLS)", "haproxy", 2),
+          ("conduit meshed pair (mTLS)", "haproxy, two hops (mTLS)", 1)]
+
+
+def paired_lines(results, load_names, names):
+    """Table rows comparing each PAIRED subject with its yardstick round by round."""
+    def median(values):
+        values = sorted(values)
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    lines = []
+    for subject, yardstick, hops in PAIRED:
+        if not {subject, yardstick, "direct"} <= names:
+            continue
+        label = f"{subject} vs {'twice ' if hops == 2 else ''}{yardstick}"
+        for load in load_names:
+            rounds = list(zip(results[(subject, load)], results[(yardstick, load)],
+                              results[("direct", load)]))
+            cells = []
+            for key in ("p50", "p99"):
+                deltas = [(s[key] - d[key]) - hops * (y[key] - d[key])
+                          for (s, _), (y, _), (d, _) in rounds]
+                met = sum(1 for x in deltas if x <= 0)
+                cells.append(f"{median(deltas):+.0f} ({met}/{len(deltas)})")
+            if hops == 1:
+                ratios = [s["rps"] / y["rps"] for (s, _), (y, _), _ in rounds]
+                met = sum(1 for r in ratios if r >= 1)
+                cells.append(f"{median(ratios):.3f} ({met}/{len(ratios)})")
+            else:
+                cells.append("-")  # no throughput target against one hop's
+            lines.append(f"| {label} | {load} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main():
     args = sys.argv[1:]
     training = args[:1] == ["--train"]
@@ -623,6 +661,19 @@ def main():
                          f" | {res['rps'] / d['rps']:.2f}")
             print(f"| {sub.name} | {load_name} | {res['rps']:.0f} | {res['p50']} | {res['p99']} "
                   f"| {res['p999']} | {errors} | {extra} |")
+    paired = paired_lines(results, [l for l, _, _ in loads], {s.name for s in measured})
+    if paired:
+        print()
+        print("Paired by round (each round runs every proxy on a load back to back, so a slow")
+        print("spell shifts both sides of a pair alike). Per round: Δ = the subject's added latency")
+        print("minus the yardstick's (µs; <= 0 meets a latency target), and the subject's req/s over")
+        print("the yardstick's (>= 1 meets a throughput target); each cell is the median over the")
+        print(f"{ROUNDS} rounds, then in how many rounds it was met.")
+        print()
+        print("| subject vs yardstick | load | Δ added p50 | Δ added p99 | req/s ratio |")
+        print("|---|---|---|---|---|")
+        for line in paired:
+            print(line)
     if partial:
         return
     print()
