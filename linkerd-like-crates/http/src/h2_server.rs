@@ -26,14 +26,16 @@ use crate::ProxyBody;
 use bytes::Bytes;
 use conduit_error::Error;
 use conduit_stack::drain;
+use futures::future::{Either, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
-use h2::{Reason, RecvStream};
+use h2::{Reason, RecvStream, SendStream};
 use http::{Method, Request, Response};
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 
 // hyper's server defaults, so that replacing it changes no behaviour on the wire.
 const CONNECTION_WINDOW: u32 = 1024 * 1024;
@@ -98,10 +100,14 @@ where
 }
 
 /// Answers one stream: calls the service, sends the response head, then the body.
+///
+/// Two futures one after the other, the call and then the body, so that a stream's future
+/// (allocated and moved whole for every request) is as large as the larger of the two rather
+/// than both side by side, as an `async` block holding the call across the body would be.
 fn respond_to<S, B>(
     svc: S,
     req: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    respond: SendResponse<Bytes>,
 ) -> impl Future<Output = ()> + Send + 'static
 where
     S: HttpService<B>,
@@ -118,63 +124,115 @@ where
         ProxyBody::Recv(RecvBody::request(recv, &parts.headers))
     };
     let call = call(svc, Request::from_parts(parts, body));
-    async move {
-        let mut call = pin!(call);
-        let rsp = poll_fn(|cx| {
-            if let Poll::Ready(rsp) = call.as_mut().poll(cx) {
-                return Poll::Ready(Some(rsp));
-            }
-            // The client reset the stream: dropping the call cancels the request upstream.
-            respond.poll_reset(cx).map(|_| None)
-        })
-        .await;
-        let rsp = match rsp {
-            None => return,
-            Some(Ok(rsp)) => rsp,
-            Some(Err(error)) => {
-                tracing::debug!(%error, "HTTP/2 service failed");
-                respond.send_reset(Reason::INTERNAL_ERROR);
-                return;
-            }
-        };
-        let (mut head, body) = rsp.into_parts();
-        if head.extensions.get::<RefusedStream>().is_some() {
-            respond.send_reset(Reason::REFUSED_STREAM);
-            return;
-        }
-        strip_hop_by_hop(&mut head.headers, false);
-        if let Some((fill, recv)) = tunnel {
-            if head.status.is_success() {
-                head.headers.remove(http::header::CONTENT_LENGTH);
-                match respond.send_response(Response::from_parts(head, ()), false) {
-                    Ok(send) => {
-                        let _ = fill.send(Tunnel::new(send, recv));
+    Called {
+        call,
+        respond: Some(respond),
+    }
+    .then(
+        move |(rsp, respond)| match send_head(respond, rsp, tunnel) {
+            Some((body, send)) => {
+                Either::Left(pipe(body, send, Reason::INTERNAL_ERROR).map(|sent| {
+                    if let Err(error) = sent {
+                        tracing::debug!(%error, "HTTP/2 response body not sent whole");
                     }
-                    Err(error) => tracing::debug!(%error, "CONNECT response not sent"),
-                }
-                return;
+                }))
             }
-        }
-        let eos = body.is_end_stream();
-        if !eos {
-            if let Some(len) = body.size_hint().exact() {
-                head.headers
-                    .entry(http::header::CONTENT_LENGTH)
-                    .or_insert_with(|| http::HeaderValue::from(len));
-            }
-        }
-        let send = match respond.send_response(Response::from_parts(head, ()), eos) {
-            Ok(send) => send,
-            Err(error) => {
-                tracing::debug!(%error, "HTTP/2 response not sent");
-                respond.send_reset(Reason::INTERNAL_ERROR);
-                return;
+            None => Either::Right(std::future::ready(())),
+        },
+    )
+}
+
+/// A stream's call to the service, given up (and so cancelled upstream) when the client
+/// resets the stream first. Yields the response, if any, with the stream's sender.
+#[pin_project::pin_project]
+struct Called<F> {
+    #[pin]
+    call: F,
+    respond: Option<SendResponse<Bytes>>,
+}
+
+impl<F, B> Future for Called<F>
+where
+    F: Future<Output = Result<Response<B>, Error>>,
+{
+    type Output = (Option<Result<Response<B>, Error>>, SendResponse<Bytes>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        // Only a caller polling it after it finished finds no sender; it waits forever
+        // rather than panic (`then` never does).
+        let Some(respond) = this.respond else {
+            return Poll::Pending;
+        };
+        let rsp = match this.call.poll(cx) {
+            Poll::Ready(rsp) => Some(rsp),
+            Poll::Pending => {
+                // The client reset the stream (or the connection failed): dropping the
+                // call cancels the request upstream.
+                let _reset = std::task::ready!(respond.poll_reset(cx));
+                None
             }
         };
-        if !eos {
-            if let Err(error) = pipe(body, send, Reason::INTERNAL_ERROR).await {
-                tracing::debug!(%error, "HTTP/2 response body not sent whole");
+        match this.respond.take() {
+            Some(respond) => Poll::Ready((rsp, respond)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Sends a stream's response head (or resets the stream), and gives back the body still to
+/// send with the stream to send it on. A 2xx answer to `CONNECT` turns the stream into the
+/// request's tunnel instead.
+fn send_head<B>(
+    mut respond: SendResponse<Bytes>,
+    rsp: Option<Result<Response<B>, Error>>,
+    tunnel: Option<(oneshot::Sender<Tunnel>, RecvStream)>,
+) -> Option<(B, SendStream<Bytes>)>
+where
+    B: ResponseBody,
+{
+    let rsp = match rsp {
+        None => return None,
+        Some(Ok(rsp)) => rsp,
+        Some(Err(error)) => {
+            tracing::debug!(%error, "HTTP/2 service failed");
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            return None;
+        }
+    };
+    let (mut head, body) = rsp.into_parts();
+    if head.extensions.get::<RefusedStream>().is_some() {
+        respond.send_reset(Reason::REFUSED_STREAM);
+        return None;
+    }
+    strip_hop_by_hop(&mut head.headers, false);
+    if let Some((fill, recv)) = tunnel {
+        if head.status.is_success() {
+            head.headers.remove(http::header::CONTENT_LENGTH);
+            match respond.send_response(Response::from_parts(head, ()), false) {
+                Ok(send) => {
+                    let _ = fill.send(Tunnel::new(send, recv));
+                }
+                Err(error) => tracing::debug!(%error, "CONNECT response not sent"),
             }
+            return None;
+        }
+    }
+    let eos = body.is_end_stream();
+    if !eos {
+        if let Some(len) = body.size_hint().exact() {
+            head.headers
+                .entry(http::header::CONTENT_LENGTH)
+                .or_insert_with(|| http::HeaderValue::from(len));
+        }
+    }
+    match respond.send_response(Response::from_parts(head, ()), eos) {
+        Ok(send) if !eos => Some((body, send)),
+        Ok(_) => None,
+        Err(error) => {
+            tracing::debug!(%error, "HTTP/2 response not sent");
+            respond.send_reset(Reason::INTERNAL_ERROR);
+            None
         }
     }
 }
@@ -185,6 +243,7 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use std::convert::Infallible;
+    use std::future::poll_fn;
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

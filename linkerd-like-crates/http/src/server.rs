@@ -19,10 +19,14 @@ use bytes::{Bytes, BytesMut};
 use conduit_error::Error;
 use conduit_io::{Batched, Coalesced, PrefixedIo};
 use conduit_stack::drain;
+use futures::future::{Either, TryFutureExt};
 use http::StatusCode;
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -86,17 +90,35 @@ impl<B> ResponseBody for B where B: Body<Data = Bytes, Error: Into<Error>> + Sen
 
 /// Calls `svc` with `req` once it is ready: how a request reaches the service, whichever
 /// protocol took it.
-pub(crate) async fn call<S, B>(
+///
+/// The proxy's services are ready at once. Asked first with a waker that does nothing, a
+/// ready service is called here, and the request's future is the service's own alone, which
+/// each request moves and allocates: an `async` wrapper would hold the service and the request
+/// beside it. A service not ready is asked again, with the task's waker, by the future
+/// returned, so that its readiness wakes the task as tower's contract wants.
+pub(crate) fn call<S, B>(
     mut svc: S,
     req: http::Request<ProxyBody>,
-) -> Result<http::Response<B>, Error>
+) -> impl Future<Output = Result<http::Response<B>, Error>> + Send + 'static
 where
     S: HttpService<B>,
+    B: 'static,
 {
-    std::future::poll_fn(|cx| svc.poll_ready(cx))
-        .await
-        .map_err(Into::into)?;
-    svc.call(req).await.map_err(Into::into)
+    type Later<B> = Pin<Box<dyn Future<Output = Result<http::Response<B>, Error>> + Send>>;
+    let later: Later<B> = match svc.poll_ready(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Ok(())) => return Either::Left(svc.call(req).map_err(Into::into)),
+        Poll::Ready(Err(e)) => {
+            let error = e.into();
+            Box::pin(async move { Err(error) })
+        }
+        Poll::Pending => Box::pin(async move {
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            svc.call(req).await.map_err(Into::into)
+        }),
+    };
+    Either::Right(later)
 }
 
 /// Serves `io`, already detected as `http`, with `svc`, until the connection closes or, after
@@ -281,6 +303,39 @@ fn too_large() -> (StatusCode, &'static str) {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use tower_test::mock;
+
+    type Mock = mock::Mock<http::Request<ProxyBody>, http::Response<&'static str>>;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_not_ready_gets_the_request_once_it_is() {
+        let (svc, mut handle): (Mock, _) = mock::pair();
+        handle.allow(0);
+        let rsp = tokio::spawn(call(svc, http::Request::new(ProxyBody::empty())));
+        let early = tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await;
+        assert!(
+            early.is_err(),
+            "a request reached a service that was not ready"
+        );
+        handle.allow(1);
+        let (_req, send) = tokio::time::timeout(Duration::from_secs(1), handle.next_request())
+            .await
+            .expect("the service's readiness wakes the call")
+            .expect("a request");
+        send.send_response(http::Response::new("ok"));
+        let rsp = rsp.await.unwrap().unwrap();
+        assert_eq!(*rsp.body(), "ok");
+    }
+
+    #[tokio::test]
+    async fn a_service_failing_readiness_fails_the_call() {
+        let (svc, mut handle): (Mock, _) = mock::pair();
+        handle.send_error("backend gone");
+        let err = call(svc, http::Request::new(ProxyBody::empty()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("backend gone"), "{err}");
+    }
 
     #[test]
     fn parsed_heads_are_held_to_the_same_limits() {
