@@ -186,10 +186,7 @@ impl tower_service::Service<http::Request<ProxyBody>> for HttpRouter {
                     grpc,
                 )
             }
-            Target::Authority(resolve) => {
-                let (shared, resolve) = (shared.clone(), resolve.clone());
-                respond(async move { shared.explicit(&*resolve, req).await }, grpc)
-            }
+            Target::Authority(resolve) => shared.explicit_boxed(resolve, req, grpc),
             Target::Balanced { balancer, fallback } => {
                 let route = RouteInfo::of(balancer, &req);
                 // Most requests are decided now, and their future holds no balancer wait.
@@ -267,8 +264,7 @@ impl Shared {
     ) -> BoxResponse {
         // CONNECT opens a tunnel to exactly what it names.
         if req.method() == Method::CONNECT {
-            let (shared, resolve) = (self.clone(), resolve.clone());
-            return respond(async move { shared.explicit(&*resolve, req).await }, grpc);
+            return self.explicit_boxed(resolve, req, grpc);
         }
         let (authority, balancer) = match self.discovered_balancer(discover, &req) {
             Ok(found) => found,
@@ -301,6 +297,17 @@ impl Shared {
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
         let balancer = discover.balancer(addr.to_string(), self.http);
         Ok((authority, balancer))
+    }
+
+    /// [`Shared::explicit`] as a router's future.
+    fn explicit_boxed(
+        self: &Arc<Self>,
+        resolve: &Arc<dyn Resolve>,
+        req: http::Request<ProxyBody>,
+        grpc: bool,
+    ) -> BoxResponse {
+        let (shared, resolve) = (self.clone(), resolve.clone());
+        respond(async move { shared.explicit(&*resolve, req).await }, grpc)
     }
 
     /// An explicit-mode request: it goes to the authority it names.
