@@ -76,7 +76,7 @@ fn rewrite_for(
                 http::Version::HTTP_10 => ORIG_PROTO_HTTP10,
                 _ => ORIG_PROTO_HTTP11,
             };
-            *req.uri_mut() = absolute_uri(req, authority)?;
+            make_absolute(req, authority)?;
             req.headers_mut().remove(http::header::HOST);
             req.headers_mut()
                 .insert(ORIG_PROTO, http::HeaderValue::from_static(proto));
@@ -86,7 +86,7 @@ fn rewrite_for(
             restore_orig_proto(req);
             to_origin_form(req, authority);
         }
-        Http::H2 => *req.uri_mut() = absolute_uri(req, authority)?,
+        Http::H2 => make_absolute(req, authority)?,
     }
     Ok(())
 }
@@ -143,7 +143,9 @@ where
 
 /// Marks an HTTP/1 request carried as HTTP/2 between proxies; its value is the original
 /// version. The receiving proxy restores the request and removes the header.
-pub const ORIG_PROTO: &str = "conduit-orig-proto";
+/// A `HeaderName` made at compile time: a name given as text would be copied into a new
+/// allocation on every insert.
+pub const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("conduit-orig-proto");
 const ORIG_PROTO_HTTP11: &str = "HTTP/1.1";
 const ORIG_PROTO_HTTP10: &str = "HTTP/1.0";
 
@@ -194,23 +196,40 @@ pub fn request_authority<B>(req: &http::Request<B>) -> Option<http::uri::Authori
     http::uri::Authority::try_from(host.as_bytes()).ok()
 }
 
-/// The request's URI in absolute form, as HTTP/2 carries it (`:scheme`, `:authority`).
-fn absolute_uri<B>(
-    req: &http::Request<B>,
+/// Puts the request's URI in absolute form, as HTTP/2 carries it (`:scheme`, `:authority`):
+/// the authority from the URI, else a valid `Host` header, else `fallback`.
+///
+/// The URI is rebuilt from its own parts, so its path is moved, not copied; and a `Host`
+/// header equal to `fallback` (the router's authority is usually that very header) shares
+/// `fallback`'s bytes instead of being parsed into new ones.
+fn make_absolute<B>(
+    req: &mut http::Request<B>,
     fallback: &http::uri::Authority,
-) -> Result<Uri, ErrorStatus> {
-    let uri = req.uri();
-    if uri.scheme().is_some() && uri.authority().is_some() {
-        return Ok(uri.clone());
+) -> Result<(), ErrorStatus> {
+    if req.uri().scheme().is_some() && req.uri().authority().is_some() {
+        return Ok(());
     }
-    let authority = request_authority(req).unwrap_or_else(|| fallback.clone());
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    Uri::builder()
-        .scheme(http::uri::Scheme::HTTP)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid request URI: {e}")))
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    let authority = match (
+        parts.authority.take(),
+        req.headers().get(http::header::HOST),
+    ) {
+        (Some(authority), _) => authority,
+        (None, Some(host)) if host.as_bytes() == fallback.as_str().as_bytes() => fallback.clone(),
+        (None, Some(host)) => {
+            http::uri::Authority::try_from(host.as_bytes()).unwrap_or_else(|_| fallback.clone())
+        }
+        (None, None) => fallback.clone(),
+    };
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority);
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|e| {
+        ErrorStatus::new(StatusCode::BAD_REQUEST, format!("invalid request URI: {e}"))
+    })?;
+    Ok(())
 }
 
 async fn splice_upgrades(downstream: OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
@@ -254,24 +273,54 @@ mod tests {
 
     #[test]
     fn origin_form_becomes_absolute_with_the_host_header() {
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .uri("/a?b=1")
             .header("host", "books:8080")
             .body(())
             .unwrap();
         let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        let uri = absolute_uri(&req, &fallback).unwrap();
-        assert_eq!(uri, "http://books:8080/a?b=1");
+        make_absolute(&mut req, &fallback).unwrap();
+        assert_eq!(req.uri(), "http://books:8080/a?b=1");
+        // A host equal to the fallback gives the same URI as one parsed on its own.
+        let mut same = http::Request::builder()
+            .uri("/a?b=1")
+            .header("host", "10.0.0.1:80")
+            .body(())
+            .unwrap();
+        make_absolute(&mut same, &fallback).unwrap();
+        assert_eq!(same.uri(), "http://10.0.0.1:80/a?b=1");
+    }
+
+    #[test]
+    fn an_authority_form_uri_keeps_its_authority_and_gets_a_path() {
+        let mut req = http::Request::builder()
+            .uri("books:8080")
+            .header("host", "other:1")
+            .body(())
+            .unwrap();
+        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
+        make_absolute(&mut req, &fallback).unwrap();
+        assert_eq!(req.uri(), "http://books:8080/");
+    }
+
+    #[test]
+    fn an_invalid_host_falls_back_to_the_destination() {
+        let mut req = http::Request::builder()
+            .uri("/x")
+            .header("host", "bad host")
+            .body(())
+            .unwrap();
+        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
+        make_absolute(&mut req, &fallback).unwrap();
+        assert_eq!(req.uri(), "http://10.0.0.1:80/x");
     }
 
     #[test]
     fn no_host_falls_back_to_the_destination() {
-        let req = http::Request::builder().uri("/").body(()).unwrap();
+        let mut req = http::Request::builder().uri("/").body(()).unwrap();
         let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        assert_eq!(
-            absolute_uri(&req, &fallback).unwrap(),
-            "http://10.0.0.1:80/"
-        );
+        make_absolute(&mut req, &fallback).unwrap();
+        assert_eq!(req.uri(), "http://10.0.0.1:80/");
     }
 
     #[test]
@@ -304,12 +353,13 @@ mod tests {
 
     #[test]
     fn absolute_uris_are_kept() {
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .uri("http://a:1/x")
             .header("host", "b:2")
             .body(())
             .unwrap();
         let fallback = http::uri::Authority::from_static("c:3");
-        assert_eq!(absolute_uri(&req, &fallback).unwrap(), "http://a:1/x");
+        make_absolute(&mut req, &fallback).unwrap();
+        assert_eq!(req.uri(), "http://a:1/x");
     }
 }

@@ -14,6 +14,7 @@
 //!   answered by the timeout the balancer falls back, and keeps falling back at once until an
 //!   answer comes, so an unreachable controller costs one wait, not one per request.
 
+use conduit_addr::Addr;
 use conduit_api::destination::DestinationProfile;
 use conduit_balance::{Picked, Pool};
 use conduit_discovery::{Resolution, Resolve, Resolved};
@@ -62,7 +63,7 @@ impl Default for QueueConfig {
 /// identity); otherwise in plaintext.
 #[derive(Clone, Debug)]
 pub struct Discover {
-    balancers: Arc<NewCache<(String, Http), NewBalancer>>,
+    balancers: Arc<NewCache<(Addr, Http), NewBalancer>>,
 }
 
 impl Discover {
@@ -86,9 +87,12 @@ impl Discover {
         }
     }
 
-    /// The balancer for `authority` (`host:port` or `ip:port`), speaking `http` to endpoints.
-    pub fn balancer(&self, authority: String, http: Http) -> Arc<Balancer> {
-        self.balancers.new_service((authority, http))
+    /// The balancer for `addr`, speaking `http` to endpoints.
+    ///
+    /// Keyed by the address itself: a request that names an IP needs no text made for it
+    /// (its `host:port` is written once, when its balancer is built).
+    pub fn balancer(&self, addr: Addr, http: Http) -> Arc<Balancer> {
+        self.balancers.new_service((addr, http))
     }
 }
 
@@ -101,10 +105,11 @@ pub struct NewBalancer {
     mtls: bool,
 }
 
-impl NewService<(String, Http)> for NewBalancer {
+impl NewService<(Addr, Http)> for NewBalancer {
     type Service = Arc<Balancer>;
 
-    fn new_service(&self, (authority, http): (String, Http)) -> Arc<Balancer> {
+    fn new_service(&self, (addr, http): (Addr, Http)) -> Arc<Balancer> {
+        let authority = addr.to_string();
         let resolved = self.discovery.resolve(&authority);
         let profile = self.discovery.profile(&authority);
         Arc::new(Balancer {
@@ -359,7 +364,10 @@ mod tests {
             Duration::from_secs(60),
             false,
         );
-        (discover.balancer("books:7001".into(), Http::Http1), tx)
+        (
+            discover.balancer("books:7001".parse().expect("addr"), Http::Http1),
+            tx,
+        )
     }
 
     fn known(addrs: &[&str]) -> Resolution {

@@ -102,7 +102,7 @@ impl HttpRouter {
             Route::Fixed(addr) => Target::Fixed(clients.new_service(Endpoint::plain(addr, http))),
             Route::Authority(resolve) => Target::Authority(resolve),
             Route::Discovered(addr, discover) => Target::Balanced {
-                balancer: discover.balancer(addr.to_string(), http),
+                balancer: discover.balancer(Addr::Socket(addr), http),
                 fallback: clients.new_service(Endpoint::plain(addr, http)),
             },
             Route::DiscoveredAuthority(discover, resolve) => {
@@ -295,7 +295,7 @@ impl Shared {
     ) -> Result<(Authority, Arc<Balancer>), ErrorStatus> {
         let authority = forward::request_authority(req).ok_or_else(no_authority)?;
         let addr = Addr::from_http_authority(&authority, Some(80)).map_err(invalid_authority)?;
-        let balancer = discover.balancer(addr.to_string(), self.http);
+        let balancer = discover.balancer(addr, self.http);
         Ok((authority, balancer))
     }
 

@@ -16,6 +16,7 @@
 
 use crate::connection::{Connection, Destination};
 use crate::http_router::Route;
+use conduit_addr::Addr;
 use conduit_balance::Picked;
 use conduit_http::Http;
 use conduit_io::CountingIo;
@@ -154,7 +155,7 @@ impl Connection {
         };
         // The HTTP/1 balancer's endpoints: the same stream and pool as the service's
         // HTTP/1 traffic, so one service is followed once.
-        let balancer = discover.balancer(service.to_string(), Http::Http1);
+        let balancer = discover.balancer(Addr::Socket(*service), Http::Http1);
         match balancer.choose().await {
             Ok(crate::balancer::Choice::Endpoint(picked)) => {
                 let endpoint = *picked.key();
