@@ -2,11 +2,14 @@
 
 #![forbid(unsafe_code)]
 
-use conduit_app_proxy::{resolve::Dns, runtime, shutdown_signal, trace, Config, Proxy};
+use conduit_app_proxy::{malloc, resolve::Dns, runtime, shutdown_signal, trace, Config, Proxy};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
+    if let Err(e) = malloc::reexec_with_tunables() {
+        eprintln!("conduit-proxy: running with glibc's default malloc tunables: {e}");
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

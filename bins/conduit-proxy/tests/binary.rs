@@ -204,3 +204,35 @@ async fn metrics_pass_promtool() {
     assert!(matches!(out.status.code(), Some(0) | Some(3)), "{report}");
     assert!(problems.is_empty(), "promtool found: {problems:?}");
 }
+
+/// The environment the running proxy (after any re-execution) was started with.
+fn environ_of(proxy: &Running) -> Vec<String> {
+    let pid = proxy.child.id().unwrap();
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    raw.split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn it_runs_with_its_malloc_tunables_unless_the_operator_set_some() {
+    let proxy = start(&[]).await;
+    let env = environ_of(&proxy);
+    assert!(
+        env.iter()
+            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_count=256"),
+        "{env:?}"
+    );
+    // Still the proxy, serving, in the process that was started.
+    let (status, _) = send(proxy.admin, "GET", "/live", "").await;
+    assert_eq!(status, 200);
+
+    let own = "glibc.malloc.tcache_count=7";
+    let proxy = start(&[("GLIBC_TUNABLES", own)]).await;
+    let env = environ_of(&proxy);
+    let tunables: Vec<&String> = env
+        .iter()
+        .filter(|v| v.starts_with("GLIBC_TUNABLES="))
+        .collect();
+    assert_eq!(tunables, [&format!("GLIBC_TUNABLES={own}")]);
+}

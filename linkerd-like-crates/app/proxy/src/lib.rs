@@ -63,10 +63,17 @@
 //! connection (refused: closed). Refusals are counted by server and reason in
 //! `inbound_http_authz_deny_total` and `inbound_tcp_authz_deny_total`. A policy change
 //! applies to the next request.
+//!
+//! # Memory allocator
+//!
+//! Unless `GLIBC_TUNABLES` is set, the binary executes itself once at start with
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=256`, which spares glibc's allocator its slow
+//! paths under load; see [`malloc`]. Set `GLIBC_TUNABLES` (to anything) to choose otherwise.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod malloc;
 
 mod stats;
 mod tap;

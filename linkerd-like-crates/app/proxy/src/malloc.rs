@@ -1,0 +1,52 @@
+//! glibc's allocator, tuned for a proxy.
+//!
+//! glibc hands a thread's most recently freed small blocks (up to 1,032 bytes) back from a
+//! per-thread cache, the tcache, without locking, searching or splitting. It keeps 7 blocks
+//! of each size. A proxy frees the same few sizes in bursts as deep as its concurrency: the
+//! heads, header maps and futures of every request in flight. Past the 7th, each block falls
+//! to glibc's bins, where freeing merges it with its neighbours and allocating searches and
+//! splits again. Under callgrind, with 64 requests in flight, that was 4 to 5% of all the
+//! proxy's instructions (one proxy, and each side of a meshed pair). A cache of 256 blocks
+//! per size holds such a burst; peak RSS did not change measurably.
+//!
+//! glibc reads that count only from the `GLIBC_TUNABLES` environment variable, at start. So
+//! the proxy, when the variable is unset, executes itself again once with it set (the same
+//! process: same pid, arguments and open files). An operator's own `GLIBC_TUNABLES` is left
+//! alone, and on any other C library nothing is done.
+
+use std::io;
+
+/// The environment variable glibc reads its tunables from.
+pub const TUNABLES_VAR: &str = "GLIBC_TUNABLES";
+
+/// The tunables the proxy runs with when the operator sets none.
+pub const PROXY_TUNABLES: &str = "glibc.malloc.tcache_count=256";
+
+/// Executes this program again with [`PROXY_TUNABLES`] when `GLIBC_TUNABLES` is unset.
+///
+/// Returns only when nothing was to be done (`Ok`) or when the execution failed (`Err`: the
+/// proxy can go on as it is). Call it first in `main`, before any thread starts.
+pub fn reexec_with_tunables() -> io::Result<()> {
+    if std::env::var_os(TUNABLES_VAR).is_some() {
+        return Ok(());
+    }
+    reexec()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn reexec() -> io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_default();
+    // `/proc/self/exe` is the running image even if its file has since been replaced.
+    Err(std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(args)
+        .env(TUNABLES_VAR, PROXY_TUNABLES)
+        .exec())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn reexec() -> io::Result<()> {
+    Ok(())
+}
