@@ -220,7 +220,7 @@ async fn it_runs_with_its_malloc_tunables_unless_the_operator_set_some() {
     let env = environ_of(&proxy);
     assert!(
         env.iter()
-            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_count=256"),
+            .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_count=32"),
         "{env:?}"
     );
     // Still the proxy, serving, in the process that was started.

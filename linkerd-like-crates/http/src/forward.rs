@@ -143,6 +143,7 @@ where
 
 /// Marks an HTTP/1 request carried as HTTP/2 between proxies; its value is the original
 /// version. The receiving proxy restores the request and removes the header.
+///
 /// A `HeaderName` made at compile time: a name given as text would be copied into a new
 /// allocation on every insert.
 pub const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("conduit-orig-proto");

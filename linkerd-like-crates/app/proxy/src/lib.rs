@@ -67,7 +67,7 @@
 //! # Memory allocator
 //!
 //! Unless `GLIBC_TUNABLES` is set, the binary executes itself once at start with
-//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=256`, which spares glibc's allocator its slow
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=32`, which spares glibc's allocator some slow
 //! paths under load; see [`malloc`]. Set `GLIBC_TUNABLES` (to anything) to choose otherwise.
 
 #![forbid(unsafe_code)]
