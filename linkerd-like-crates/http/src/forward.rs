@@ -272,56 +272,35 @@ where
 mod tests {
     use super::*;
 
-    #[test]
-    fn origin_form_becomes_absolute_with_the_host_header() {
-        let mut req = http::Request::builder()
-            .uri("/a?b=1")
-            .header("host", "books:8080")
-            .body(())
-            .unwrap();
+    /// `make_absolute` on a request with `uri` and, if given, a `Host` header, against the
+    /// fallback `10.0.0.1:80`.
+    fn absolute(uri: &str, host: Option<&str>) -> Uri {
+        let mut req = http::Request::builder().uri(uri);
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        let mut req = req.body(()).unwrap();
         let fallback = http::uri::Authority::from_static("10.0.0.1:80");
         make_absolute(&mut req, &fallback).unwrap();
-        assert_eq!(req.uri(), "http://books:8080/a?b=1");
-        // A host equal to the fallback gives the same URI as one parsed on its own.
-        let mut same = http::Request::builder()
-            .uri("/a?b=1")
-            .header("host", "10.0.0.1:80")
-            .body(())
-            .unwrap();
-        make_absolute(&mut same, &fallback).unwrap();
-        assert_eq!(same.uri(), "http://10.0.0.1:80/a?b=1");
+        req.uri().clone()
     }
 
     #[test]
-    fn an_authority_form_uri_keeps_its_authority_and_gets_a_path() {
-        let mut req = http::Request::builder()
-            .uri("books:8080")
-            .header("host", "other:1")
-            .body(())
-            .unwrap();
-        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        make_absolute(&mut req, &fallback).unwrap();
-        assert_eq!(req.uri(), "http://books:8080/");
-    }
-
-    #[test]
-    fn an_invalid_host_falls_back_to_the_destination() {
-        let mut req = http::Request::builder()
-            .uri("/x")
-            .header("host", "bad host")
-            .body(())
-            .unwrap();
-        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        make_absolute(&mut req, &fallback).unwrap();
-        assert_eq!(req.uri(), "http://10.0.0.1:80/x");
-    }
-
-    #[test]
-    fn no_host_falls_back_to_the_destination() {
-        let mut req = http::Request::builder().uri("/").body(()).unwrap();
-        let fallback = http::uri::Authority::from_static("10.0.0.1:80");
-        make_absolute(&mut req, &fallback).unwrap();
-        assert_eq!(req.uri(), "http://10.0.0.1:80/");
+    fn uris_become_absolute_from_their_authority_the_host_or_the_destination() {
+        // (URI, Host, absolute URI)
+        let cases = [
+            ("/a?b=1", Some("books:8080"), "http://books:8080/a?b=1"),
+            // A Host equal to the fallback shares its bytes: the same URI as parsed anew.
+            ("/a?b=1", Some("10.0.0.1:80"), "http://10.0.0.1:80/a?b=1"),
+            // Authority form (CONNECT) keeps its authority over the Host, and gets a path.
+            ("books:8080", Some("other:1"), "http://books:8080/"),
+            ("/x", Some("bad host"), "http://10.0.0.1:80/x"),
+            ("/", None, "http://10.0.0.1:80/"),
+            ("http://a:1/x", Some("b:2"), "http://a:1/x"),
+        ];
+        for (uri, host, want) in cases {
+            assert_eq!(absolute(uri, host), want, "{uri} with host {host:?}");
+        }
     }
 
     #[test]
@@ -350,17 +329,5 @@ mod tests {
         let mut http10 = http::Request::builder().uri("/").body(()).unwrap();
         to_origin_form(&mut http10, &fallback);
         assert_eq!(http10.headers()["host"], "10.0.0.1:80");
-    }
-
-    #[test]
-    fn absolute_uris_are_kept() {
-        let mut req = http::Request::builder()
-            .uri("http://a:1/x")
-            .header("host", "b:2")
-            .body(())
-            .unwrap();
-        let fallback = http::uri::Authority::from_static("c:3");
-        make_absolute(&mut req, &fallback).unwrap();
-        assert_eq!(req.uri(), "http://a:1/x");
     }
 }
