@@ -10,8 +10,9 @@
 //!
 //! The count is a trade of CPU for memory: blocks kept per size are not merged for other
 //! sizes. 32 per size saves three quarters of that on one proxy and a third to a half on a
-//! meshed pair; 256 saved all of it but raised the proxy's peak RSS over the benchmark's
-//! nine rounds from 9.4 to 10.7 MiB, past the 10 MiB it is held to.
+//! meshed pair. 256 saved all of it, but at a price in peak RSS: 10.7 MiB over the
+//! benchmark's nine rounds, past the 10 MiB it is held to. Three rounds of one proxy, side
+//! by side, peaked at 8.9 MiB with glibc's 7, 9.2 with 32, 9.5 with 64 and 10.2 with 256.
 //!
 //! glibc reads that count only from the `GLIBC_TUNABLES` environment variable, at start. So
 //! the proxy, when the variable is unset, executes itself again once with it set (the same
