@@ -193,7 +193,13 @@ pub fn request_authority<B>(req: &http::Request<B>) -> Option<http::uri::Authori
     if let Some(a) = req.uri().authority() {
         return Some(a.clone());
     }
-    let host = req.headers().get(http::header::HOST)?;
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(host_authority)
+}
+
+/// A `Host` header's value as an authority, if it is a valid one.
+fn host_authority(host: &http::HeaderValue) -> Option<http::uri::Authority> {
     http::uri::Authority::try_from(host.as_bytes()).ok()
 }
 
@@ -217,9 +223,7 @@ fn make_absolute<B>(
     ) {
         (Some(authority), _) => authority,
         (None, Some(host)) if host.as_bytes() == fallback.as_str().as_bytes() => fallback.clone(),
-        (None, Some(host)) => {
-            http::uri::Authority::try_from(host.as_bytes()).unwrap_or_else(|_| fallback.clone())
-        }
+        (None, Some(host)) => host_authority(host).unwrap_or_else(|| fallback.clone()),
         (None, None) => fallback.clone(),
     };
     parts.scheme = Some(http::uri::Scheme::HTTP);
