@@ -1,7 +1,10 @@
 use crate::{Accepted, ConnectionLimit, Listener};
 use conduit_stack::drain;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Accepts connections from `listener` and hands each to `serve` on its own task, at most
 /// `max_connections` at a time, until `drain` is signaled.
@@ -26,10 +29,9 @@ pub async fn serve<F, Fut>(
         };
         match accepted {
             Ok(accepted) => {
-                let conn = serve(accepted, drain.clone());
-                tokio::spawn(async move {
-                    conn.await;
-                    drop(permit);
+                tokio::spawn(Holding {
+                    conn: serve(accepted, drain.clone()),
+                    _permit: permit,
                 });
             }
             Err(error) => {
@@ -40,4 +42,24 @@ pub async fn serve<F, Fut>(
         }
     }
     tracing::debug!(addr = %listener.local_addr(), "stopped accepting");
+}
+
+/// A connection's future, holding its place under the connection limit until it ends.
+///
+/// Why not `async move { conn.await; drop(permit) }`: an async block keeps the future it
+/// captured and the one it awaits in separate fields, so each connection's task would take
+/// twice its future's size (5.5 KB instead of 2.8 KB for an inbound connection).
+#[pin_project::pin_project]
+struct Holding<F> {
+    #[pin]
+    conn: F,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<F: Future> Future for Holding<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().conn.poll(cx)
+    }
 }
