@@ -223,9 +223,13 @@ async fn it_runs_with_its_malloc_tunables_unless_the_operator_set_some() {
             .any(|v| v == "GLIBC_TUNABLES=glibc.malloc.tcache_count=32"),
         "{env:?}"
     );
-    // Still the proxy, serving, in the process that was started.
+    // Still the proxy, serving, in the process that was started, under its own name (not
+    // `exe`, from the `/proc/self/exe` it executed).
     let (status, _) = send(proxy.admin, "GET", "/live", "").await;
     assert_eq!(status, 200);
+    let pid = proxy.child.id().unwrap();
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(name.trim_end(), "conduit-proxy");
 
     let own = "glibc.malloc.tcache_count=7";
     let proxy = start(&[("GLIBC_TUNABLES", own)]).await;

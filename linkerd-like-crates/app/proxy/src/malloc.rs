@@ -18,6 +18,11 @@
 //! the proxy, when the variable is unset, executes itself again once with it set (the same
 //! process: same pid, arguments and open files). An operator's own `GLIBC_TUNABLES` is left
 //! alone, and on any other C library nothing is done.
+//!
+//! Executing `/proc/self/exe` makes the kernel name the process `exe`, the last part of that
+//! path, and that name is what `top`, `ps -e`, `pgrep` and `perf` show. So the new image
+//! takes back the name its first one had, the last part of its `argv[0]`, as the kernel
+//! would have given it.
 
 use std::io;
 
@@ -33,6 +38,8 @@ pub const PROXY_TUNABLES: &str = "glibc.malloc.tcache_count=32";
 /// proxy can go on as it is). Call it first in `main`, before any thread starts.
 pub fn reexec_with_tunables() -> io::Result<()> {
     if std::env::var_os(TUNABLES_VAR).is_some() {
+        // Only a name: a proxy that cannot take it back runs all the same.
+        let _ = restore_name();
         return Ok(());
     }
     reexec()
@@ -51,7 +58,33 @@ fn reexec() -> io::Result<()> {
         .exec())
 }
 
+/// Renames the process after its `argv[0]` if [`reexec`] left it named `exe`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn restore_name() -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    // The kernel keeps 15 bytes of a name.
+    const MAX_NAME: usize = 15;
+    if std::fs::read("/proc/self/comm")? != b"exe\n" {
+        return Ok(());
+    }
+    let Some(arg0) = std::env::args_os().next() else {
+        return Ok(());
+    };
+    let name = std::path::Path::new(&arg0)
+        .file_name()
+        .map_or(&[][..], |n| n.as_bytes());
+    if name.is_empty() {
+        return Ok(());
+    }
+    std::fs::write("/proc/self/comm", &name[..name.len().min(MAX_NAME)])
+}
+
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn reexec() -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn restore_name() -> io::Result<()> {
     Ok(())
 }
