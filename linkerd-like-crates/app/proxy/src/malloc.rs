@@ -67,15 +67,11 @@ fn restore_name() -> io::Result<()> {
     if std::fs::read("/proc/self/comm")? != b"exe\n" {
         return Ok(());
     }
-    let Some(arg0) = std::env::args_os().next() else {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let Some(name) = std::path::Path::new(&arg0).file_name() else {
         return Ok(());
     };
-    let name = std::path::Path::new(&arg0)
-        .file_name()
-        .map_or(&[][..], |n| n.as_bytes());
-    if name.is_empty() {
-        return Ok(());
-    }
+    let name = name.as_bytes();
     std::fs::write("/proc/self/comm", &name[..name.len().min(MAX_NAME)])
 }
 
